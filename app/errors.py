@@ -1,0 +1,83 @@
+"""One error mapper: every failure leaves as an OpenAI-style JSON error with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.vllm_http import BackendError
+from router.errors import DeadlineExceeded, RequestError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the app raises itself (auth, admission, unknown model)."""
+
+    def __init__(self, status: int, message: str, type_: str, param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+
+def error_response(status: int, message: str, type_: str, param: str | None = None,
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _validation_param(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    # Union members show up in loc (str, list[str], function-after...): keep the field names.
+    loc = [p for p in loc if not p.startswith(("str", "list[", "function-", "literal["))]
+    param = ".".join(loc) or None
+    messages = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+        for e in errors[:5])
+    return messages, param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_param(exc)
+        return error_response(400, message, "invalid_request_error", param, "invalid_value")
+
+    @app.exception_handler(RequestError)
+    async def on_request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return error_response(exc.status, exc.message, "invalid_request_error", exc.param, exc.code)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+
+    @app.exception_handler(BackendError)
+    async def on_backend(_: Request, exc: BackendError) -> JSONResponse:
+        if exc.unavailable:
+            return error_response(503, f"{exc.backend} backend unavailable: {exc.message}",
+                                  "service_unavailable", None, "backend_unavailable",
+                                  {"Retry-After": "5"})
+        # The backend refused what we sent: the request's content is at fault (e.g. too long).
+        return error_response(400, f"{exc.backend} backend rejected the request: {exc.message}",
+                              "invalid_request_error", None, "backend_rejected")
+
+    @app.exception_handler(DeadlineExceeded)
+    async def on_deadline(_: Request, exc: DeadlineExceeded) -> JSONResponse:
+        return error_response(504, str(exc), "timeout", None, "deadline_exceeded")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", None,
+                              None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal error", "server_error", None, "internal_error")

@@ -1,0 +1,32 @@
+"""The app factory: ``create_app(settings)`` with its state built and torn down in the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.errors import install_error_handlers
+from app.metrics import Metrics
+from app.routes import api, ops
+from app.settings import Settings
+from app.state import service_state
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_state(settings, metrics) as state:
+            app.state.service = state
+            yield
+
+    app = FastAPI(title="ttc-serve", version="0.1.0", lifespan=lifespan,
+                  description="Compute-optimal test-time inference behind an OpenAI-compatible API.")
+    install_error_handlers(app)
+    app.include_router(api)
+    app.include_router(ops)
+    return app

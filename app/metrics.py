@@ -1,0 +1,68 @@
+"""Prometheus metrics (prefix ``ttc_``), held per app in their own registry. Labels stay low-cardinality."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from router.engine import EngineResult
+
+_FLOPS_BUCKETS = tuple(10.0**e for e in range(6, 19))
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ttc_requests", "Completion requests by outcome",
+                                ["strategy", "difficulty_bin", "status"], registry=r)
+        self.latency = Histogram("ttc_request_latency_seconds", "Request latency", ["strategy"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.flops_used = Histogram("ttc_flops_used", "Inference FLOPs spent per request",
+                                    ["strategy"], buckets=_FLOPS_BUCKETS, registry=r)
+        self.flops_total = Counter("ttc_flops", "Inference FLOPs spent, by account", ["account"],
+                                   registry=r)
+        self.utilisation = Histogram("ttc_budget_utilization_ratio", "flops_used / flops_budget",
+                                     ["strategy"], buckets=_RATIO_BUCKETS, registry=r)
+        self.difficulty = Histogram("ttc_difficulty_score", "Predicted difficulty score",
+                                    buckets=_RATIO_BUCKETS, registry=r)
+        self.samples = Histogram("ttc_samples_per_request", "Samples drawn per request",
+                                 ["strategy"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+                                 registry=r)
+        self.generated_tokens = Counter("ttc_generated_tokens", "Tokens generated", registry=r)
+        self.scored_tokens = Counter("ttc_prm_scored_tokens", "Tokens scored by the PRM", registry=r)
+        self.backend_calls = Counter("ttc_backend_calls", "Backend HTTP calls",
+                                     ["backend", "endpoint", "outcome"], registry=r)
+        self.backend_latency = Histogram("ttc_backend_latency_seconds", "Backend call latency",
+                                         ["backend", "endpoint"], buckets=_LATENCY_BUCKETS,
+                                         registry=r)
+        self.in_flight = Gauge("ttc_requests_in_flight", "Requests being served", registry=r)
+        self.rejected = Counter("ttc_requests_rejected", "Requests refused before any work",
+                                ["reason"], registry=r)
+
+    def observe_backend(self, backend: str, endpoint: str, seconds: float, error: str | None) -> None:
+        self.backend_calls.labels(backend, endpoint, error or "ok").inc()
+        self.backend_latency.labels(backend, endpoint).observe(seconds)
+
+    def observe_result(self, outcome: EngineResult, seconds: float) -> None:
+        strategy = outcome.strategy
+        ledger = outcome.ledger
+        bin_label = str(outcome.difficulty.bin) if outcome.difficulty else "none"
+        self.requests.labels(strategy, bin_label, "ok").inc()
+        self.latency.labels(strategy).observe(seconds)
+        self.flops_used.labels(strategy).observe(ledger.used)
+        for account, flops in ledger.spent.items():
+            self.flops_total.labels(account).inc(flops)
+        self.utilisation.labels(strategy).observe(ledger.used / ledger.budget)
+        self.samples.labels(strategy).observe(outcome.result.samples)
+        self.generated_tokens.inc(ledger.generated_tokens)
+        self.scored_tokens.inc(ledger.scored_tokens)
+        if outcome.difficulty is not None:
+            self.difficulty.observe(outcome.difficulty.score)
+
+    def observe_failure(self, strategy: str, status: int) -> None:
+        self.requests.labels(strategy, "none", str(status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,85 @@
+"""Thin routes: parse, authorise, hand to ``app.serving``."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app import serving
+from app.errors import ApiError
+from app.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+)
+from app.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_key(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+        raise ApiError(401, "missing or invalid API key (send 'Authorization: Bearer <key>')",
+                       "authentication_error", code="invalid_api_key")
+
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 429, 503, 504)}
+
+api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=_ERRORS)
+ops = APIRouter()
+
+
+@api.post("/completions", response_model=CompletionResponse, response_model_exclude_none=False)
+async def create_completion(body: CompletionRequest, request: Request, state: State) -> CompletionResponse:
+    return await serving.complete(state, request, body)
+
+
+@api.post("/chat/completions", response_model=ChatCompletionResponse)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request,
+                                 state: State) -> ChatCompletionResponse:
+    return await serving.chat(state, request, body)
+
+
+@api.get("/models", response_model=ModelList)
+async def list_models(state: State) -> ModelList:
+    return ModelList(data=[ModelCard(id=state.settings.model_name,
+                                     max_model_len=state.settings.max_model_len)])
+
+
+@ops.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@ops.get("/readyz")
+async def readyz(state: State) -> JSONResponse:
+    generator_ok, verifier_ok = await asyncio.gather(state.generator.ready(), state.verifier.ready())
+    ready = generator_ok and verifier_ok
+    body = {"status": "ready" if ready else "unavailable",
+            "backends": {"generator": generator_ok, "verifier": verifier_ok}}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@ops.get("/metrics")
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

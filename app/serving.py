@@ -1,0 +1,149 @@
+"""Serving completions: OpenAI request -> engine request -> OpenAI response with the compute block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from fastapi import Request
+
+from app.errors import ApiError
+from app.protocol import (
+    ChatChoice,
+    ChatChoiceMessage,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    Compute,
+    DifficultyInfo,
+    Usage,
+)
+from app.state import ServiceState
+from router.engine import EngineRequest, EngineResult
+from router.errors import DeadlineExceeded, RequestError
+from router.strategies.base import SamplingConfig
+
+T = TypeVar("T")
+CLIENT_CLOSED = 499  # nginx's "client closed request", for metrics only
+
+
+@contextlib.asynccontextmanager
+async def admitted(state: ServiceState) -> AsyncIterator[None]:
+    """Bound the requests in flight; past the bound answer 429 at once rather than queue forever."""
+    if state.in_flight >= state.settings.max_in_flight:
+        state.metrics.rejected.labels("overload").inc()
+        raise ApiError(429, f"{state.in_flight} requests in flight, the limit is "
+                       f"{state.settings.max_in_flight}; retry shortly", "rate_limit_error",
+                       code="overloaded", headers={"Retry-After": "1"})
+    state.in_flight += 1
+    state.metrics.in_flight.inc()
+    try:
+        yield
+    finally:
+        state.in_flight -= 1
+        state.metrics.in_flight.dec()
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client goes away first, cancel it (and with it every backend call)."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while not task.done():
+            if await request.is_disconnected():
+                task.cancel()
+                return
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.done() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            raise ApiError(CLIENT_CLOSED, "client closed the request", "client_closed") from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletionRequest,
+                    prompt: str) -> EngineRequest:
+    settings = state.settings
+    if body.model != settings.model_name:
+        raise ApiError(404, f"model {body.model!r} does not exist; this server serves "
+                       f"{settings.model_name!r}", "invalid_request_error", "model",
+                       "model_not_found")
+    budget = body.flops_budget if body.flops_budget is not None else settings.default_flops_budget
+    if budget > settings.max_flops_budget:
+        raise RequestError(f"flops_budget {budget:.4g} is over this deployment's limit of "
+                           f"{settings.max_flops_budget:.4g}", "flops_budget")
+    sampling = SamplingConfig(
+        temperature=settings.default_temperature if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        max_tokens=body.max_tokens or settings.default_max_tokens,
+        seed=body.seed, step_delimiter=settings.step_delimiter,
+        max_samples_per_call=settings.max_samples_per_call)
+    return EngineRequest(prompt=prompt, flops_budget=budget, strategy=body.strategy,
+                         strategy_params=body.strategy_params, sampling=sampling,
+                         deadline_s=settings.request_timeout_s)
+
+
+def _compute(outcome: EngineResult, with_trace: bool) -> Compute:
+    ledger, result, difficulty = outcome.ledger, outcome.result, outcome.difficulty
+    return Compute(
+        strategy=outcome.strategy, params=result.params,
+        difficulty=None if difficulty is None else DifficultyInfo(
+            score=difficulty.score, bin=difficulty.bin, samples=difficulty.samples),
+        flops_budget=ledger.budget, flops_used=ledger.used, flops=dict(ledger.spent),
+        samples=result.samples, finish_reason=result.outcome,
+        generated_tokens=ledger.generated_tokens, scored_tokens=ledger.scored_tokens,
+        backend_calls={"generate": ledger.generate_calls, "score": ledger.score_calls},
+        trace=result.trace if with_trace else None, calls=ledger.calls if with_trace else None)
+
+
+async def _run(state: ServiceState, request: Request, engine_request: EngineRequest) -> EngineResult:
+    started = time.perf_counter()
+    try:
+        outcome = await cancel_on_disconnect(request, state.engine.complete(engine_request))
+    except (RequestError, ApiError) as exc:
+        state.metrics.observe_failure(engine_request.strategy, getattr(exc, "status", 400))
+        raise
+    except DeadlineExceeded:
+        state.metrics.observe_failure(engine_request.strategy, 504)
+        raise
+    except Exception:
+        state.metrics.observe_failure(engine_request.strategy, 503)
+        raise
+    state.metrics.observe_result(outcome, time.perf_counter() - started)
+    return outcome
+
+
+def _usage(outcome: EngineResult) -> Usage:
+    generated = outcome.ledger.generated_tokens
+    return Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=generated,
+                 total_tokens=outcome.prompt_tokens + generated)
+
+
+async def complete(state: ServiceState, request: Request, body: CompletionRequest) -> CompletionResponse:
+    async with admitted(state):
+        outcome = await _run(state, request, _engine_request(state, body, body.prompt_text()))
+    return CompletionResponse(
+        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
+        choices=[CompletionChoice(text=outcome.result.text, finish_reason=outcome.result.finish_reason)])
+
+
+async def chat(state: ServiceState, request: Request, body: ChatCompletionRequest) -> ChatCompletionResponse:
+    if state.chat_template is None:
+        raise RequestError("this generator has no chat template; use /v1/completions", "messages")
+    prompt = state.chat_template.render([m.model_dump() for m in body.messages])
+    async with admitted(state):
+        outcome = await _run(state, request, _engine_request(state, body, prompt))
+    return ChatCompletionResponse(
+        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
+        choices=[ChatChoice(message=ChatChoiceMessage(content=outcome.result.text),
+                            finish_reason=outcome.result.finish_reason)])

@@ -1,0 +1,44 @@
+"""Service settings, from the environment (prefix ``TTC_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTC_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    model_name: str = Field("ttc-arith", description="the model id clients send and /v1/models lists")
+    api_key: str | None = Field(None, description="if set, clients must send 'Authorization: Bearer <key>'")
+
+    # Backends: leave the URLs unset to start the embedded vLLM CPU servers as child processes.
+    generator_url: str | None = None
+    prm_url: str | None = None
+    generator_dir: Path = EMBEDDED_DIR / "generator-small"  # HF config for FLOPs, chat template
+    prm_dir: Path = EMBEDDED_DIR / "prm"
+    generator_served_name: str = "generator"
+    prm_served_name: str = "prm"
+    backend_api_key: str | None = None
+    max_model_len: int = Field(640, ge=16, le=1_048_576)
+    prm_step_tag: str = "<step>"
+    step_delimiter: str = "\n"
+    backend_timeout_s: float = Field(120.0, gt=0, le=3600)
+    backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
+    generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
+    prm_cpu_bind: str = "1"
+
+    # Requests
+    default_flops_budget: float = Field(2e10, gt=0, description="used when a request names none")
+    max_flops_budget: float = Field(1e18, gt=0)
+    default_max_tokens: int = Field(192, ge=1)
+    default_temperature: float = Field(0.8, ge=0, le=2)
+    max_samples_per_call: int = Field(256, ge=1, le=4096)
+    request_timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")

@@ -1,0 +1,453 @@
+"""The project's training recipe for the embedded generator (solve + revise) and PRM, on CPU.
+
+Generator: a Llama-architecture causal LM trained on solve examples, then sampled (through the real
+vLLM CPU server) on training questions to build revise examples from its own mistakes (Snell et al.
+§6), then trained further on a mix of solve and revise examples.
+
+PRM: a ``Qwen2ForProcessRewardModel`` (Qwen2 body + two-layer score head, the Qwen2.5-Math-PRM
+architecture). Labels are Math-Shepherd soft values: for every step prefix that the exact checker
+finds still valid, the fraction of generator rollouts from it that reach the right answer; a prefix
+after an invalid step gets 0 from the checker without rollouts (a rollout cannot repair a wrong running
+value in this task), and the answer step gets its exact correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2Model
+
+from models.embedded import task
+from models.embedded.tokenizer import BOS, EOS, PAD, build_tokenizer, save_tokenizer, token_ids
+from models.launcher import ServerSpec, running
+from models.protocols import GenerationRequest
+from models.vllm_http import HttpBackendConfig, VllmGenerator
+
+MAX_LEN = 640
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+
+
+SIZES = {
+    "smoke": ModelSize(64, 2, 2, 128),
+    "small": ModelSize(128, 4, 4, 384),
+    "large": ModelSize(352, 8, 11, 1024),  # ~14x the small one
+    "prm": ModelSize(128, 4, 4, 384),
+}
+
+
+@dataclass(frozen=True)
+class GeneratorRecipe:
+    size: str = "small"
+    seed: int = 0
+    solve_steps: int = 1500
+    revise_steps: int = 500
+    batch_size: int = 64
+    lr: float = 2e-3
+    revise_questions: int = 2000
+    revise_samples: int = 6
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class PrmRecipe:
+    size: str = "prm"
+    seed: int = 0
+    questions: int = 2000
+    samples_per_question: int = 4
+    rollouts: int = 8
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    threads: int = 2
+
+
+SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10, batch_size=16,
+                                  revise_questions=20, revise_samples=2)
+SMOKE_PRM = PrmRecipe(size="smoke", questions=10, samples_per_question=2, rollouts=2, steps=10,
+                      batch_size=8)
+
+
+@dataclass
+class TrainReport:
+    parameters: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    final_loss: float = float("nan")
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- configs
+
+
+def generator_config(size: ModelSize) -> LlamaConfig:
+    ids = token_ids()
+    return LlamaConfig(
+        vocab_size=build_tokenizer().get_vocab_size(), hidden_size=size.hidden,
+        intermediate_size=size.ffn, num_hidden_layers=size.layers, num_attention_heads=size.heads,
+        num_key_value_heads=size.heads, max_position_embeddings=MAX_LEN, rms_norm_eps=1e-5,
+        tie_word_embeddings=True, bos_token_id=ids[BOS], eos_token_id=ids[EOS],
+        pad_token_id=ids[PAD], architectures=["LlamaForCausalLM"])
+
+
+def prm_config(size: ModelSize) -> Qwen2Config:
+    ids = token_ids()
+    config = Qwen2Config(
+        vocab_size=build_tokenizer().get_vocab_size(), hidden_size=size.hidden,
+        intermediate_size=size.ffn, num_hidden_layers=size.layers, num_attention_heads=size.heads,
+        num_key_value_heads=size.heads, max_position_embeddings=MAX_LEN, rms_norm_eps=1e-5,
+        tie_word_embeddings=False, bos_token_id=ids[BOS], eos_token_id=ids[EOS],
+        pad_token_id=ids[PAD], architectures=["Qwen2ForProcessRewardModel"])
+    config.num_labels = 2  # [p_bad, p_good] per step tag, as Qwen2.5-Math-PRM
+    return config
+
+
+class ProcessRewardModel(nn.Module):
+    """Training twin of vLLM's Qwen2ForProcessRewardModel: same module names, so weights load as-is."""
+
+    def __init__(self, config: Qwen2Config):
+        super().__init__()
+        self.model = Qwen2Model(config)
+        self.score = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.ReLU(),
+                                   nn.Linear(config.hidden_size, 2))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits: torch.Tensor = self.score(hidden)
+        return logits
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    target: str  # trained on; the prompt is context only
+
+
+def solve_example(problem: task.Problem) -> Example:
+    return Example(task.solve_prompt(problem), problem.solution())
+
+
+def encode(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and labels (-100 on prompt and padding; EOS is trained)."""
+    tokenizer = build_tokenizer()
+    ids = token_ids()
+    rows, masks = [], []
+    for ex in examples:
+        prompt_ids = tokenizer.encode(ex.prompt).ids  # with <bos>
+        target_ids = [*tokenizer.encode(ex.target, add_special_tokens=False).ids, ids[EOS]]
+        seq = (prompt_ids + target_ids)[:MAX_LEN]
+        rows.append(seq)
+        masks.append([0] * len(prompt_ids) + [1] * len(target_ids))
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), ids[PAD], dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
+        n = len(row)
+        input_ids[i, :n] = torch.tensor(row)
+        attention[i, :n] = 1
+        labels[i, :n] = torch.where(torch.tensor(mask[:n]) == 1, torch.tensor(row), -100)
+    return input_ids, attention, labels
+
+
+def _schedule(step: int, total: int, base_lr: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[Example]], steps: int, lr: float,
+              desc: str, report: TrainReport) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    model.train()
+    for step in (bar := tqdm(range(steps), desc=desc, mininterval=5)):
+        for group in optimizer.param_groups:
+            group["lr"] = _schedule(step, steps, lr)
+        input_ids, attention, labels = encode(next(batches))
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        report.tokens += int(attention.sum())
+        report.final_loss = float(loss)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+
+
+def _seed_everything(seed: int, threads: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+def save_checkpoint(model: nn.Module, config: LlamaConfig | Qwen2Config, out_dir: Path,
+                    dtype: torch.dtype = torch.bfloat16) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()
+             if k != "lm_head.weight" or not config.tie_word_embeddings}
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    config_dict = config.to_dict()
+    config_dict["torch_dtype"] = "bfloat16" if dtype == torch.bfloat16 else "float32"
+    (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
+    save_tokenizer(out_dir)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- sampling through vLLM
+
+
+def sample_solutions(model_dir: Path, prompts: Sequence[str], n: int, seed: int,
+                     temperature: float = 0.8, max_tokens: int = 160,
+                     chunk: int = 64) -> list[list[str]]:
+    """``n`` samples per prompt from a checkpoint, served by a real vLLM CPU server."""
+    spec = ServerSpec(model_dir=model_dir, served_name="trainee", max_model_len=MAX_LEN,
+                      cpu_bind="0-1")
+    with running(spec) as (server,):
+        return asyncio.run(_sample(server.base_url, prompts, n, seed, temperature, max_tokens, chunk))
+
+
+async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temperature: float,
+                  max_tokens: int, chunk: int) -> list[list[str]]:
+    generator = VllmGenerator(HttpBackendConfig(base_url=base_url, model="trainee",
+                                                max_model_len=MAX_LEN, timeout_s=600))
+    out: list[list[str]] = []
+    try:
+        for start in tqdm(range(0, len(prompts), chunk), desc="sampling", mininterval=5):
+            batch = prompts[start:start + chunk]
+            result = await generator.generate(GenerationRequest(
+                prompts=batch, n=n, max_tokens=max_tokens, temperature=temperature,
+                seed=seed + start * n))
+            out.extend([c.text for c in row] for row in result.completions)
+    finally:
+        await generator.aclose()
+    return out
+
+
+# ---------------------------------------------------------------- generator recipe
+
+
+def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
+                          rng: random.Random) -> list[Example]:
+    """Snell et al. §6: k in 0..4 of the model's own wrong attempts, the last one the closest to the
+    correct solution by edit distance; the target is the correct solution. (We know every correct
+    solution exactly, so questions the model never solved give examples too.)"""
+    examples = []
+    for problem, attempts in zip(problems, samples, strict=True):
+        correct = problem.solution()
+        wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
+                                   if not task.grade(problem, a).correct))
+        k = rng.randint(0, min(task.MAX_REVISION_CONTEXT, len(wrong)))
+        chosen = rng.sample(wrong, k)
+        if chosen:
+            closest = min(chosen, key=lambda a: edit_distance(a, correct))
+            chosen.remove(closest)
+            chosen.append(closest)
+        examples.append(Example(task.revise_prompt(problem, chosen), correct))
+    return examples
+
+
+def edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool = True) -> TrainReport:
+    """Train a generator checkpoint into ``out_dir`` and write ``training.json`` beside it."""
+    started = time.time()
+    _seed_everything(recipe.seed, recipe.threads)
+    config = generator_config(SIZES[recipe.size])
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
+    report = TrainReport(parameters=count_parameters(model))
+    rng = random.Random(recipe.seed)
+    stream = task.training_problems(recipe.seed)
+
+    def solve_batches() -> Iterator[list[Example]]:
+        while True:
+            yield [solve_example(next(stream)) for _ in range(recipe.batch_size)]
+
+    _train_lm(model, solve_batches(), recipe.solve_steps, recipe.lr, "generator: solve", report)
+    report.phases["solve_s"] = time.time() - started
+
+    if with_revisions and recipe.revise_steps > 0:
+        phase = time.time()
+        revise_problems = [next(stream) for _ in range(recipe.revise_questions)]
+        with tempfile.TemporaryDirectory(prefix="ttc-gen-") as tmp:
+            save_checkpoint(model, config, Path(tmp), dtype=torch.float32)
+            samples = sample_solutions(Path(tmp), [task.solve_prompt(p) for p in revise_problems],
+                                       recipe.revise_samples, seed=recipe.seed)
+        revise = build_revise_examples(revise_problems, samples, rng)
+        report.phases["revise_sampling_s"] = time.time() - phase
+
+        def mixed_batches() -> Iterator[list[Example]]:
+            while True:
+                half = recipe.batch_size // 2
+                yield rng.sample(revise, min(half, len(revise))) + [
+                    solve_example(next(stream)) for _ in range(recipe.batch_size - half)]
+
+        phase = time.time()
+        _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
+                  report)
+        report.phases["revise_training_s"] = time.time() - phase
+
+    report.seconds = time.time() - started
+    save_checkpoint(model, config, out_dir)
+    _write_report(out_dir, {"recipe": asdict(recipe), "report": asdict(report)})
+    return report
+
+
+def _write_report(out_dir: Path, payload: dict[str, object]) -> None:
+    (out_dir / "training.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- PRM recipe
+
+
+@dataclass(frozen=True)
+class PrmExample:
+    prompt: str
+    steps: tuple[str, ...]
+    labels: tuple[float, ...]
+
+
+def prm_labels(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
+               rollout: Callable[[list[str]], list[float]]) -> list[PrmExample]:
+    """Math-Shepherd soft labels. ``rollout`` maps step-prefix prompts to success rates."""
+    # Valid prefixes of a question are its canonical prefixes, so they are shared across samples:
+    # collect them once, roll them out once.
+    prefix_prompts: dict[str, None] = {}
+    graded = []
+    for problem, attempts in zip(problems, samples, strict=True):
+        for text in dict.fromkeys(attempts):
+            steps = task.split_steps(text)[: len(problem.ops) + 2]
+            if not steps:
+                continue
+            grade = task.grade(problem, "\n".join(steps))
+            graded.append((problem, tuple(steps), grade))
+            for i, valid in enumerate(grade.steps_valid):
+                if valid and not steps[i].startswith("answer"):
+                    prefix_prompts[_prefix_prompt(problem, steps[: i + 1])] = None
+    keys = list(prefix_prompts)
+    values = dict(zip(keys, rollout(keys), strict=True))
+    examples = []
+    for problem, solution, grade in graded:
+        labels = []
+        for i, valid in enumerate(grade.steps_valid):
+            if not valid:
+                labels.append(0.0)
+            elif solution[i].startswith("answer"):
+                labels.append(1.0 if grade.correct else 0.0)
+            else:
+                labels.append(values[_prefix_prompt(problem, solution[: i + 1])])
+        examples.append(PrmExample(task.solve_prompt(problem), solution, tuple(labels)))
+    return examples
+
+
+def _prefix_prompt(problem: task.Problem, steps: Sequence[str]) -> str:
+    return task.solve_prompt(problem) + "".join(s + "\n" for s in steps)
+
+
+def encode_prm(examples: Sequence[PrmExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ids, attention mask, and per-token soft targets (NaN where there is no step tag)."""
+    tokenizer = build_tokenizer()
+    pad, tag = token_ids()[PAD], token_ids()[task.STEP_TAG]
+    rows = [tokenizer.encode(task.prm_input(ex.prompt, ex.steps)).ids[:MAX_LEN] for ex in examples]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    targets = torch.full((len(rows), width), float("nan"))
+    for i, (row, ex) in enumerate(zip(rows, examples, strict=True)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        positions = [j for j, t in enumerate(row) if t == tag]
+        for pos, label in zip(positions, ex.labels, strict=False):
+            targets[i, pos] = label
+    return input_ids, attention, targets
+
+
+def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainReport:
+    started = time.time()
+    _seed_everything(recipe.seed, recipe.threads)
+    rng = random.Random(recipe.seed + 1)
+    stream = task.training_problems(recipe.seed + 7)
+    problems = [next(stream) for _ in range(recipe.questions)]
+    prompts = [task.solve_prompt(p) for p in problems]
+    samples = sample_solutions(generator_dir, prompts, recipe.samples_per_question, recipe.seed)
+
+    def rollout(prefixes: list[str]) -> list[float]:
+        completions = sample_solutions(generator_dir, prefixes, recipe.rollouts, recipe.seed + 3)
+        by_prompt = {p: prob for prob in problems for p in [task.solve_prompt(prob)]}
+        rates = []
+        for prefix, outs in zip(prefixes, completions, strict=True):
+            problem = by_prompt[prefix.split("\n", 1)[0] + "\n"]
+            done = prefix.split("\n", 1)[1]
+            rates.append(sum(task.grade(problem, done + o).correct for o in outs) / len(outs))
+        return rates
+
+    examples = prm_labels(problems, samples, rollout)
+    report = TrainReport()
+    report.phases["labelling_s"] = time.time() - started
+    config = prm_config(SIZES[recipe.size])
+    model = ProcessRewardModel(config)
+    report.parameters = count_parameters(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    model.train()
+    phase = time.time()
+    for step in (bar := tqdm(range(recipe.steps), desc="prm", mininterval=5)):
+        for group in optimizer.param_groups:
+            group["lr"] = _schedule(step, recipe.steps, recipe.lr)
+        input_ids, attention, targets = encode_prm(rng.sample(examples, min(recipe.batch_size,
+                                                                            len(examples))))
+        logits = model(input_ids, attention)
+        mask = ~torch.isnan(targets)
+        log_probs = torch.log_softmax(logits[mask], dim=-1)
+        soft = targets[mask]
+        loss = -(soft * log_probs[:, 1] + (1 - soft) * log_probs[:, 0]).mean()  # BCE on soft labels
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        report.tokens += int(attention.sum())
+        report.final_loss = float(loss)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+    report.phases["training_s"] = time.time() - phase
+    report.seconds = time.time() - started
+    save_checkpoint(model, config, out_dir)
+    label_values = [v for ex in examples for v in ex.labels]
+    _write_report(out_dir, {
+        "recipe": asdict(recipe), "report": asdict(report), "generator": str(generator_dir),
+        "labels": {"examples": len(examples), "steps": len(label_values),
+                   "mean": sum(label_values) / max(1, len(label_values)),
+                   "soft_fraction": sum(0 < v < 1 for v in label_values) / max(1, len(label_values))}})
+    return report

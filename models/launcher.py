@@ -1,0 +1,169 @@
+"""Start and supervise local vLLM OpenAI servers (the embedded CPU default) as child processes.
+
+Each server runs in its own process group so that stopping it also stops vLLM's engine-core
+process; ``PR_SET_PDEATHSIG`` makes the kernel stop it if this process dies without cleaning up
+(kill -9), so no server is left running in any case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to launch one vLLM server for a local checkpoint."""
+
+    model_dir: Path
+    served_name: str
+    max_model_len: int = 640
+    kv_cache_bytes: int = 256 * 2**20
+    pooling_step_tag_id: int | None = None  # set for a PRM: pooling runner with STEP pooling
+    cpu_bind: str = "auto"  # VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or "1" to keep servers apart
+    extra_args: tuple[str, ...] = ()
+
+    def command(self, port: int) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model_dir),
+            "--served-model-name", self.served_name,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--dtype", "float32",
+            "--max-model-len", str(self.max_model_len),
+            "--enforce-eager",
+            "--gpu-memory-utilization", "0.3",
+            "--kv-cache-memory-bytes", str(self.kv_cache_bytes),
+            "--disable-uvicorn-access-log",
+        ]
+        if self.pooling_step_tag_id is not None:
+            cmd += ["--runner", "pooling",
+                    "--pooler-config", json.dumps({"step_tag_id": self.pooling_step_tag_id})]
+        return cmd + list(self.extra_args)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class VllmServer:
+    """One supervised vLLM server; ``base_url`` is valid once ``start``/``astart`` returned."""
+
+    spec: ServerSpec
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spawn(self) -> None:
+        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=self.spec.cpu_bind,
+                   VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+                   TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+            prefix=f"vllm-{self.spec.served_name}-", suffix=".log", delete=False)
+        self.log_path = Path(log.name)
+        self.process = subprocess.Popen(
+            self.spec.command(self.port), stdout=log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_die_with_parent)
+        log.close()
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log_tail()
+            raise ServerStartError(
+                f"vLLM server for {self.spec.served_name} exited with {self.process.returncode}:\n{tail}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    async def astart(self, timeout_s: float = 180.0) -> None:
+        """Spawn and wait (without blocking the event loop) until ``/health`` answers 200."""
+        self.spawn()
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                self._check_alive()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base_url}/health")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerStartError(f"vLLM server for {self.spec.served_name} not healthy "
+                                           f"after {timeout_s:.0f}s:\n{self.log_tail()}")
+                await asyncio.sleep(0.5)
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        asyncio.run(self.astart(timeout_s))
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the server's process group, then SIGKILL what is left after ``grace_s``."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):  # engine-core stragglers in the group
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+async def start_all(servers: list[VllmServer], timeout_s: float) -> None:
+    """Start servers concurrently; if one fails, cancel the others' waits (the caller stops them)."""
+    async with asyncio.TaskGroup() as group:
+        for server in servers:
+            group.create_task(server.astart(timeout_s))
+
+
+@contextlib.contextmanager
+def running(*specs: ServerSpec, timeout_s: float = 180.0) -> Iterator[list[VllmServer]]:
+    """Start every server (concurrently) and stop them all on exit, also on error or Ctrl-C."""
+    servers = [VllmServer(spec) for spec in specs]
+
+    try:
+        try:
+            asyncio.run(start_all(servers, timeout_s))
+        except BaseExceptionGroup as group:  # surface the first failure itself
+            raise group.exceptions[0] from None
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

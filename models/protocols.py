@@ -1,0 +1,76 @@
+"""What the router needs from models: a ``Generator`` and a ``Verifier`` (PRM), backend-agnostic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the backend reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache (not recomputed)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens,
+                     self.completion_tokens + other.completion_tokens,
+                     self.cached_prompt_tokens + other.cached_prompt_tokens)
+
+    @property
+    def computed_prompt_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_prompt_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    tokens: int  # generated tokens of this completion
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompts: Sequence[str]
+    n: int = 1
+    max_tokens: int = 128
+    temperature: float = 0.8
+    top_p: float = 1.0
+    stop: Sequence[str] | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    completions: list[list[Completion]]  # [prompt][sample]
+    usage: Usage
+    prompt_tokens: list[int]  # per prompt, as the backend counted them
+    cached_tokens: list[int]  # per prompt, prefix-cache hits the backend reported (0 if unknown)
+
+
+class Generator(Protocol):
+    name: str
+    max_model_len: int
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult: ...
+
+    async def count_tokens(self, prompt: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class VerifierResult:
+    step_scores: list[list[float]]  # [input][step] probability that the step prefix is good
+    usage: Usage
+    input_tokens: list[int]  # per input, as the backend counted them
+
+
+class Verifier(Protocol):
+    name: str
+    max_model_len: int
+
+    async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
+        """Score each solution (a list of steps) to its prompt; one score per step."""
+        ...

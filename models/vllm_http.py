@@ -1,0 +1,200 @@
+"""Generator and Verifier over vLLM's OpenAI-compatible HTTP servers (GPU in production, CPU embedded).
+
+One ``httpx.AsyncClient`` per backend, explicit timeouts and connection limits. A batched generate
+sends one request per prompt, all at once: vLLM batches them in its scheduler, and each response
+then reports its own prefix-cache hits (a multi-prompt request reports only the last prompt's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from models.protocols import (
+    Completion,
+    GenerationRequest,
+    GenerationResult,
+    Usage,
+    VerifierResult,
+)
+
+
+class BackendError(RuntimeError):
+    """A backend call failed. ``unavailable`` separates "down/unreachable" from "refused input"."""
+
+    def __init__(self, backend: str, message: str, *, unavailable: bool, status: int | None = None):
+        super().__init__(f"{backend}: {message}")
+        self.backend = backend
+        self.message = message
+        self.unavailable = unavailable
+        self.status = status
+
+
+# Called after every backend HTTP call: (backend, endpoint, seconds, error or None).
+CallObserver = Callable[[str, str, float, str | None], None]
+
+
+@dataclass(frozen=True)
+class HttpBackendConfig:
+    base_url: str
+    model: str  # the served model name
+    max_model_len: int
+    api_key: str | None = None
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 5.0
+    max_connections: int = 256
+
+
+class _VllmHttpBackend:
+    kind = "backend"
+
+    def __init__(self, config: HttpBackendConfig, observer: CallObserver | None = None):
+        self.config = config
+        self.name = config.model
+        self.max_model_len = config.max_model_len
+        self._observer = observer
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url, headers=headers,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            limits=httpx.Limits(max_connections=config.max_connections,
+                                max_keepalive_connections=min(64, config.max_connections)))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            response = await self._client.post(endpoint, json=payload)
+        except httpx.TimeoutException as exc:
+            error = "timeout"
+            raise BackendError(self.kind, f"timed out calling {endpoint}", unavailable=True) from exc
+        except httpx.TransportError as exc:
+            error = "unreachable"
+            raise BackendError(self.kind, f"cannot reach {self.config.base_url}: {exc!r}",
+                               unavailable=True) from exc
+        finally:
+            if error is not None:
+                self._observe(endpoint, started, error)
+        if response.status_code >= 400:
+            self._observe(endpoint, started, str(response.status_code))
+            message = _error_message(response)
+            raise BackendError(self.kind, message, unavailable=response.status_code >= 500,
+                               status=response.status_code)
+        self._observe(endpoint, started, None)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _observe(self, endpoint: str, started: float, error: str | None) -> None:
+        if self._observer is not None:
+            self._observer(self.kind, endpoint, time.perf_counter() - started, error)
+
+    async def ready(self) -> bool:
+        try:
+            return (await self._client.get("/health", timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def count_tokens(self, prompt: str) -> int:
+        body = await self._post("/tokenize", {"model": self.name, "prompt": prompt})
+        return int(body["count"])
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    error = body.get("error", body)
+    if isinstance(error, dict):
+        return str(error.get("message", error))
+    return str(error)
+
+
+class VllmGenerator(_VllmHttpBackend):
+    kind = "generator"
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        calls: list[Awaitable[dict[str, Any]]] = []
+        for i, prompt in enumerate(request.prompts):
+            payload: dict[str, Any] = {
+                "model": self.name, "prompt": prompt, "n": request.n,
+                "max_tokens": request.max_tokens, "temperature": request.temperature,
+                "top_p": request.top_p, "return_token_ids": True,
+            }
+            if request.stop:
+                payload["stop"] = list(request.stop)
+                payload["include_stop_str_in_output"] = True
+            if request.seed is not None:
+                payload["seed"] = request.seed + i * request.n  # vLLM seeds sample j with seed + j
+            calls.append(self._post("/v1/completions", payload))
+        bodies = await _gather_or_cancel(calls)
+        completions: list[list[Completion]] = []
+        usage = Usage()
+        prompt_tokens: list[int] = []
+        cached_tokens: list[int] = []
+        for body in bodies:
+            choices = sorted(body["choices"], key=lambda c: c["index"])
+            completions.append([
+                Completion(text=c["text"], finish_reason=c["finish_reason"] or "stop",
+                           tokens=len(c.get("token_ids") or []))
+                for c in choices])
+            raw = body["usage"]
+            cached = int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+            usage = usage + Usage(int(raw["prompt_tokens"]), int(raw["completion_tokens"]), cached)
+            prompt_tokens.append(int(raw["prompt_tokens"]))
+            cached_tokens.append(cached)
+        return GenerationResult(completions=completions, usage=usage, prompt_tokens=prompt_tokens,
+                                cached_tokens=cached_tokens)
+
+
+class VllmVerifier(_VllmHttpBackend):
+    """A PRM served by vLLM's pooling runner: ``/pooling`` returns ``[p_bad, p_good]`` per step tag."""
+
+    kind = "verifier"
+
+    def __init__(self, config: HttpBackendConfig, step_tag: str,
+                 observer: CallObserver | None = None):
+        super().__init__(config, observer)
+        self.step_tag = step_tag
+
+    def format(self, prompt: str, steps: Sequence[str]) -> str:
+        return prompt + "".join(f"{step}{self.step_tag}\n" for step in steps)
+
+    async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
+        """One ``/pooling`` request per input, all at once (vLLM batches them): each response's
+        usage then gives that input's exact token count for the FLOPs account."""
+        inputs = [self.format(p, s) for p, s in zip(prompts, solutions, strict=True)]
+        bodies = await _gather_or_cancel([
+            self._post("/pooling", {"model": self.name, "input": text, "task": "token_classify"})
+            for text in inputs])
+        scores: list[list[float]] = []
+        tokens: list[int] = []
+        for steps, body in zip(solutions, bodies, strict=True):
+            row = [float(pair[1]) for pair in body["data"][0]["data"]]
+            if len(row) != len(steps):
+                raise BackendError(self.kind, f"PRM returned {len(row)} scores for {len(steps)} "
+                                   "steps: check the step tag and its id", unavailable=False)
+            scores.append(row)
+            tokens.append(int(body["usage"]["prompt_tokens"]))
+        return VerifierResult(step_scores=scores, usage=Usage(prompt_tokens=sum(tokens)),
+                              input_tokens=tokens)
+
+
+async def _gather_or_cancel(calls: Sequence[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run all calls; if one fails or we are cancelled, cancel the rest (no request left running)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

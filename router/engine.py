@@ -1,0 +1,126 @@
+"""The engine: one completion request -> budget ledger -> (difficulty) -> strategy -> result.
+
+Seams for what comes next: ``difficulty`` (a predictor that spends from the same ledger and hands
+its samples to the strategy) and ``policy`` (maps a difficulty bin and the remaining budget to a
+strategy and its parameters). Until a calibrated policy ships, ``auto`` runs best-of-N weighted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from models.protocols import Generator, Verifier
+from router.budget import CostModels, Ledger, Meter
+from router.errors import BudgetTooSmall, DeadlineExceeded, InvalidParams, PromptTooLong, UnknownStrategy
+from router.strategies import STRATEGIES
+from router.strategies.base import Candidate, SamplingConfig, StrategyContext, StrategyResult, parse_params
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    score: float
+    bin: int
+    samples: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+class DifficultyPredictor(Protocol):
+    async def predict(self, ctx: StrategyContext) -> Difficulty: ...
+
+
+class Policy(Protocol):
+    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class FixedPolicy:
+    """The policy until a calibrated one exists: one strategy for every bin and budget."""
+
+    strategy: str = "best_of_n"
+
+    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]:
+        return self.strategy, {}
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    prompt: str
+    flops_budget: float
+    strategy: str = AUTO
+    strategy_params: Mapping[str, Any] | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    deadline_s: float | None = None
+
+
+@dataclass
+class EngineResult:
+    strategy: str
+    result: StrategyResult
+    ledger: Ledger
+    prompt_tokens: int
+    difficulty: Difficulty | None
+
+
+class Engine:
+    def __init__(self, generator: Generator, verifier: Verifier, costs: CostModels,
+                 policy: Policy | None = None, difficulty: DifficultyPredictor | None = None):
+        self.generator = generator
+        self.verifier = verifier
+        self.costs = costs
+        self.policy = policy or FixedPolicy()
+        self.difficulty = difficulty
+
+    async def complete(self, request: EngineRequest) -> EngineResult:
+        if request.strategy != AUTO and request.strategy not in STRATEGIES:
+            raise UnknownStrategy(request.strategy, [AUTO, *STRATEGIES])
+        prompt_tokens = await self.generator.count_tokens(request.prompt)
+        sampling = self._fit_context(request, prompt_tokens)
+        ledger = Ledger(budget=request.flops_budget)
+        ctx = StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens,
+                              meter=Meter(ledger, self.generator, self.verifier, self.costs),
+                              sampling=sampling)
+        try:
+            async with asyncio.timeout(request.deadline_s):
+                return await self._run(request, ctx, prompt_tokens)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(request.deadline_s or 0.0) from exc
+
+    async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
+        difficulty = None
+        if request.strategy == AUTO and self.difficulty is not None:
+            difficulty = await self.difficulty.predict(ctx)
+            ctx.reuse = list(difficulty.candidates)
+        name, params_raw = (request.strategy, request.strategy_params)
+        if name == AUTO:
+            name, chosen = self.policy.choose(difficulty.bin if difficulty else None,
+                                              ctx.meter.ledger.remaining)
+            params_raw = {**chosen, **(request.strategy_params or {})}
+        strategy = STRATEGIES[name]
+        try:
+            params = parse_params(strategy, params_raw)
+        except ValidationError as exc:
+            raise InvalidParams(name, exc) from exc
+        minimum = strategy.min_flops(ctx, params)
+        if minimum > ctx.meter.ledger.remaining and not ctx.reuse:
+            raise BudgetTooSmall(request.flops_budget, minimum, name)
+        result = await strategy.run(ctx, params)
+        return EngineResult(strategy=name, result=result, ledger=ctx.meter.ledger,
+                            prompt_tokens=prompt_tokens, difficulty=difficulty)
+
+    def _fit_context(self, request: EngineRequest, prompt_tokens: int) -> SamplingConfig:
+        """Cap max_tokens so that prompt + completion fits the generator, and the scored solution
+        (with one step tag per step) fits the PRM."""
+        room_generator = self.generator.max_model_len - prompt_tokens
+        room_verifier = (self.verifier.max_model_len - prompt_tokens - 2) // 2
+        room = min(room_generator, room_verifier)
+        if room < 1:
+            limit = min(self.generator.max_model_len, self.verifier.max_model_len // 2)
+            raise PromptTooLong(prompt_tokens, limit)
+        return replace(request.sampling, max_tokens=min(request.sampling.max_tokens, room))

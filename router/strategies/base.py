@@ -1,0 +1,84 @@
+"""The one async protocol every test-time strategy implements, and the types it trades in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from router.budget import Meter
+from router.selection import Aggregation
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 192
+    seed: int | None = None
+    step_delimiter: str = "\n"
+    max_samples_per_call: int = 256
+    max_waves: int = 4  # sampling rounds used to spend what the first, worst-case-sized one left
+
+
+@dataclass
+class Candidate:
+    """One complete sample: its text, parsed answer and (when scored) PRM step scores."""
+
+    text: str
+    finish_reason: str  # the backend's: "stop" | "length"
+    tokens: int
+    answer: str | None
+    steps: list[str]
+    step_scores: list[float] | None = None
+    score: float | None = None
+
+    def trace(self) -> dict[str, Any]:
+        return {"text": self.text, "answer": self.answer, "score": self.score,
+                "step_scores": self.step_scores, "tokens": self.tokens}
+
+
+@dataclass
+class StrategyContext:
+    prompt: str
+    prompt_tokens: int  # as the generator counts them
+    meter: Meter
+    sampling: SamplingConfig
+    reuse: list[Candidate] = field(default_factory=list)  # samples already paid for (difficulty)
+
+
+@dataclass
+class StrategyResult:
+    text: str
+    finish_reason: str  # the OpenAI choice's: "stop" | "length"
+    answer: str | None
+    outcome: str  # compute.finish_reason: "answered" | "no_answer" | "budget_exhausted"
+    params: dict[str, Any]
+    samples: int
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StrategyParams(BaseModel):
+    """Base for each strategy's ``strategy_params``: unknown keys are an error, numbers are bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aggregation: Aggregation = "last"
+
+
+class Strategy(Protocol):
+    name: str
+    params_model: type[StrategyParams]
+
+    def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
+        """The cost of the cheapest complete run (one sample, scored if the strategy scores)."""
+        ...
+
+    async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult: ...
+
+
+def parse_params(strategy: Strategy, raw: Mapping[str, Any] | None) -> StrategyParams:
+    """Validate ``strategy_params``; raises pydantic.ValidationError on bad input."""
+    return strategy.params_model.model_validate(dict(raw or {}))

@@ -1,0 +1,34 @@
+"""Best-of-N weighted: N independent samples, PRM-scored; the answer with the largest summed score wins."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from router.selection import Scored, weighted_best_of_n
+from router.strategies.base import StrategyContext, StrategyParams, StrategyResult
+from router.strategies.sampling import draw, min_sampling_flops
+from router.strategies.verdict import verdict
+
+
+class BestOfNParams(StrategyParams):
+    n: int | None = Field(default=None, ge=1, le=1024,
+                          description="samples to draw; default: as many as the budget pays for")
+
+
+class BestOfNWeighted:
+    name: str = "best_of_n"
+    params_model: type[StrategyParams] = BestOfNParams
+
+    def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
+        return min_sampling_flops(ctx, scored=True)
+
+    async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
+        assert isinstance(params, BestOfNParams)
+        candidates, cut_short = await draw(ctx, params.n, scored=True, aggregation=params.aggregation)
+        answer = weighted_best_of_n([Scored(c.answer, c.score or 0.0) for c in candidates])
+        # The reply shows the highest-scored sample that gives the winning answer.
+        pool = [c for c in candidates if c.answer == answer] or candidates
+        chosen = max(pool, key=lambda c: c.score or 0.0)
+        return verdict(chosen, candidates, cut_short,
+                       {"n": len(candidates), "aggregation": params.aggregation,
+                        "n_requested": params.n})

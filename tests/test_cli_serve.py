@@ -1,0 +1,103 @@
+"""`ttc-serve serve` on the embedded default: it starts its own vLLM CPU servers, answers, and leaves
+nothing running when it stops: on Ctrl-C, on a failed start, or when it is killed outright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from app.settings import Settings
+from models.launcher import free_port
+from router.selection import extract_answer
+
+SERVE = [str(Path(sys.executable).parent / "ttc-serve"), "serve"]
+
+
+def _start(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = dict(os.environ, TTC_PORT=str(port), **env_extra)
+    return subprocess.Popen(SERVE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), port
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (proc.stderr.read() if proc.stderr else b"").decode()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("service not ready in time")
+
+
+def _assert_all_gone(procs: list[psutil.Process]) -> None:
+    _, alive = psutil.wait_procs(procs, timeout=60)
+    assert not alive, [p.pid for p in alive]
+
+
+def test_serve_answers_and_ctrl_c_stops_everything() -> None:
+    proc, port = _start({})
+    try:
+        _wait_ready(proc, port)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the generator's and the PRM's vLLM servers (+ engine cores)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        reply = client.completions.create(model=Settings().model_name, prompt="question: 4+5\n",
+                                          extra_body={"flops_budget": 8e9})
+        assert extract_answer(reply.choices[0].text) == "9"
+        assert reply.model_extra["compute"]["flops_used"] <= 8e9
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        _assert_all_gone(children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_failed_start_exits_and_leaves_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "prm"
+    shutil.copytree(Settings().prm_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    proc, _ = _start({"TTC_PRM_DIR": str(broken)})
+    seen: dict[int, psutil.Process] = {}  # every descendant observed while it tried to start
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                seen.update({c.pid: c for c in psutil.Process(proc.pid).children(recursive=True)})
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        assert proc.wait(timeout=30) != 0
+        assert seen, "the service never started its vLLM servers"
+        _assert_all_gone(list(seen.values()))
+        assert b"vLLM server for prm exited" in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL])
+def test_killed_service_takes_its_servers_with_it(sig: signal.Signals) -> None:
+    proc, port = _start({})
+    try:
+        _wait_ready(proc, port)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        _assert_all_gone(children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,0 +1,53 @@
+"""Tokenizer, chat template and FLOPs cost model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from transformers import AutoTokenizer
+
+from app.settings import Settings
+from models.chat import ChatTemplate
+from models.cost import FlopsModel
+from models.embedded.task import STEP_TAG
+
+
+def test_tokenizer_is_character_level_with_bos_and_one_step_token() -> None:
+    tokenizer = AutoTokenizer.from_pretrained(Settings().generator_dir)
+    text = "question: 12+5\n12+5=17\nanswer: 17\n"
+    ids = tokenizer(text).input_ids
+    assert ids[0] == tokenizer.bos_token_id and len(ids) == len(text) + 1
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    tagged = tokenizer(f"1+1=2{STEP_TAG}\n", add_special_tokens=False).input_ids
+    assert tagged.count(tokenizer.convert_tokens_to_ids(STEP_TAG)) == 1 and len(tagged) == 7
+
+
+def test_chat_template_makes_the_solve_prompt() -> None:
+    template = ChatTemplate.from_model_dir(Settings().generator_dir)
+    assert template is not None
+    assert template.render([{"role": "user", "content": " 3+4 "}]) == "question: 3+4\n"
+    assert template.render([{"role": "user", "content": "question: 3+4"}]) == "question: 3+4\n"
+
+
+def test_cost_model_counts_parameters_from_the_config() -> None:
+    settings = Settings()
+    config = json.loads((settings.generator_dir / "config.json").read_text())
+    cost = FlopsModel.from_model_dir(settings.generator_dir)
+    d, layers, ffn, vocab = (config[k] for k in ("hidden_size", "num_hidden_layers",
+                                                 "intermediate_size", "vocab_size"))
+    assert cost.matmul_params == layers * (4 * d * d + 3 * d * ffn) + d * vocab
+    prm = FlopsModel.from_model_dir(settings.prm_dir)
+    prm_config = json.loads((settings.prm_dir / "config.json").read_text())
+    pd = prm_config["hidden_size"]
+    assert prm.matmul_params == prm_config["num_hidden_layers"] * (
+        4 * pd * pd + 3 * pd * prm_config["intermediate_size"]) + pd * pd + 2 * pd
+
+
+def test_cost_of_a_span_is_matmuls_plus_attention_by_position() -> None:
+    cost = FlopsModel(matmul_params=1000, n_layers=2, d_model=8)
+    # positions 0..2 attend to 1, 2, 3 tokens
+    assert cost.span(0, 3) == 2 * 1000 * 3 + 2 * 2 * 8 * (1 + 2 + 3)
+    assert cost.sequence(10, cached_tokens=4, generated=5) == cost.span(4, 15)
+    assert cost.generation(10, 0, [3, 5]) == cost.span(0, 10) + cost.span(10, 13) + cost.span(10, 15)
+    assert math.isclose(cost.span(0, 100), sum(cost.span(i, i + 1) for i in range(100)))

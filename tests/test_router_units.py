@@ -1,0 +1,60 @@
+"""Selection rules, the ledger, and the budget-sizing invariants (property-tested)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.cost import FlopsModel
+from router.budget import CostModels, InsufficientBudget, Ledger, prm_tokens_bound
+from router.selection import Scored, aggregate, extract_answer, majority, split_steps, weighted_best_of_n
+
+
+def test_weighted_best_of_n_sums_scores_per_answer() -> None:
+    cands = [Scored("7", 0.4), Scored("8", 0.9), Scored("7", 0.6), Scored(None, 5.0)]
+    assert weighted_best_of_n(cands) == "7"  # 1.0 beats 0.9; no-answer candidates do not vote
+    assert weighted_best_of_n([Scored(None, 1.0)]) is None
+    assert majority(["1", "2", "2", None]) == "2"
+
+
+def test_aggregations_and_answers() -> None:
+    assert aggregate([0.9, 0.5, 0.8], "last") == 0.8
+    assert aggregate([0.9, 0.5, 0.8], "min") == 0.5
+    assert aggregate([0.5, 0.5], "prod") == 0.25
+    assert aggregate([], "last") == 0.0
+    assert extract_answer("1+2=3\nanswer: 3\n") == "3"
+    assert extract_answer("so \\boxed{42}.") == "42"
+    assert extract_answer("no final line") is None
+    assert split_steps("a\n\n b \n") == ["a", "b"]
+
+
+def test_ledger_refuses_what_it_cannot_pay() -> None:
+    ledger = Ledger(budget=100.0)
+    ledger.charge("generator", 60.0)
+    ledger.require(40.0)
+    with pytest.raises(InsufficientBudget):
+        ledger.require(40.5)
+
+
+COSTS = CostModels(generator=FlopsModel(870_000, 4, 128), verifier=FlopsModel(850_000, 4, 128))
+
+
+@given(budget=st.floats(1e6, 1e13), prompt=st.integers(1, 300), max_tokens=st.integers(1, 300),
+       spent=st.floats(0, 1))
+def test_worst_case_sizing_never_overspends(budget: float, prompt: int, max_tokens: int,
+                                            spent: float) -> None:
+    """The sizing rule in strategies.sampling: n = floor((remaining - prompt) / per-sample worst)."""
+    ledger = Ledger(budget=budget)
+    ledger.charge("generator", budget * spent)
+    unit = COSTS.sample_worst(prompt, max_tokens) + COSTS.score_worst(
+        prm_tokens_bound(prompt, max_tokens, max_tokens))
+    prompt_cost = COSTS.generator.span(0, prompt)
+    n = int((ledger.remaining - prompt_cost) // unit)
+    if n >= 1:
+        gen_worst = COSTS.generator.generation(prompt, 0, [max_tokens] * n)
+        prm_worst = n * COSTS.score_worst(prm_tokens_bound(prompt, max_tokens, max_tokens))
+        assert gen_worst + prm_worst <= ledger.remaining * (1 + 1e-12)
+        # and any real outcome (shorter samples, fewer steps, cache hits) costs no more
+        real = COSTS.generator.generation(prompt, prompt // 2, [max(1, max_tokens // 3)] * n)
+        assert real <= gen_worst

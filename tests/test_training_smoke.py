@@ -1,0 +1,54 @@
+"""The training recipes, tiny: so the recipe that built the shipped checkpoints cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.cost import FlopsModel
+from models.embedded import task, training
+
+
+def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> None:
+    generator_dir, prm_dir = tmp_path / "generator", tmp_path / "prm"
+    report = training.train_generator(training.SMOKE_GENERATOR, generator_dir)
+    assert report.parameters > 0 and report.tokens > 0 and "revise_training_s" in report.phases
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "training.json"):
+        assert (generator_dir / name).exists(), name
+    assert json.loads((generator_dir / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+    prm_report = training.train_prm(training.SMOKE_PRM, generator_dir, prm_dir)
+    config = json.loads((prm_dir / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and config["num_labels"] == 2
+    assert prm_report.final_loss == prm_report.final_loss  # not NaN
+    assert FlopsModel.from_model_dir(prm_dir).matmul_params > 0
+
+
+def test_revise_examples_put_the_closest_wrong_attempt_last() -> None:
+    import random
+
+    problem = task.Problem((10, 5), ("+",), level=1)
+    samples = [["10+5=15\nanswer: 15\n", "10+5=99\nanswer: 99\n", "10+5=16\nanswer: 16\n"]]
+    for seed in range(20):
+        (example,) = training.build_revise_examples([problem], samples, random.Random(seed))
+        assert example.target == problem.solution()
+        attempts = example.prompt.count("attempt:")
+        assert attempts <= 2 and "answer: 15" not in example.prompt  # correct samples are not attempts
+        if attempts == 2:
+            assert example.prompt.rindex("answer: 16") > example.prompt.rindex("answer: 99")
+
+
+def test_soft_labels_follow_math_shepherd() -> None:
+    problem = task.Problem((10, 5, 3), ("+", "-"), level=2)
+    samples = [["10+5=15\n15-3=12\nanswer: 12\n", "10+5=14\n14-3=11\nanswer: 11\n"]]
+    asked: list[str] = []
+
+    def rollout(prefixes: list[str]) -> list[float]:
+        asked.extend(prefixes)
+        return [0.25 * (i + 1) for i in range(len(prefixes))]
+
+    right, wrong = training.prm_labels([problem], samples, rollout)
+    assert asked == ["question: 10+5-3\n10+5=15\n", "question: 10+5-3\n10+5=15\n15-3=12\n"]
+    assert right.labels == (0.25, 0.5, 1.0)  # rollout values, then the exact final verdict
+    assert wrong.labels == (0.0, 0.0, 0.0)  # after an invalid step: the checker's 0
