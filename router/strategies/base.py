@@ -16,11 +16,14 @@ from router.selection import Aggregation
 class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 1.0
-    max_tokens: int = 192
+    max_tokens: int = 128
     seed: int | None = None
     step_delimiter: str = "\n"
     max_samples_per_call: int = 256
-    max_waves: int = 4  # sampling rounds used to spend what the first, worst-case-sized one left
+    max_waves: int = 6  # sampling rounds used to spend what the first, worst-case-sized one left
+    # The generator's revise prompt: prompt + (prefix + attempt)* + suffix (see models/embedded/task.py)
+    revision_attempt_prefix: str = "attempt:\n"
+    revision_suffix: str = "revision:\n"
 
 
 @dataclass

@@ -1,0 +1,16 @@
+# The router image for GPU deployments: the router itself needs no GPU; it talks to vLLM servers
+# (the vllm/vllm-openai image, see deploy/compose.yaml) over HTTP. The models' config.json and
+# tokenizer_config.json (FLOPs cost model, chat template) are mounted at /models/{generator,prm}.
+FROM python:3.11-slim
+WORKDIR /srv
+COPY pyproject.toml README.md ./
+COPY app app
+COPY router router
+COPY models models
+RUN pip install --no-cache-dir . && useradd --create-home ttc
+USER ttc
+ENV TTC_HOST=0.0.0.0 TTC_PORT=8000 \
+    TTC_GENERATOR_DIR=/models/generator TTC_PRM_DIR=/models/prm
+EXPOSE 8000
+HEALTHCHECK CMD python -c "import httpx; httpx.get('http://127.0.0.1:8000/healthz').raise_for_status()"
+CMD ["ttc-serve", "serve"]

@@ -1,0 +1,112 @@
+"""Write each shipped checkpoint's model card (README.md) from its training.json and the measured
+tables in bench/results/models.json. ``python -m bench.model_cards``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.settings import EMBEDDED_DIR
+from bench.eval_models import RESULTS
+from models.embedded import task
+
+COMMANDS = {
+    "generator-small": "ttc-serve train generator --size small",
+    "generator-large": "ttc-serve train generator --size large --no-revisions",
+    "prm": "ttc-serve train prm --generator models/embedded/checkpoints/generator-small",
+}
+ROLES = {
+    "generator-small": "the embedded generator: solves (``question: ..``) and revises "
+                       "(``.. attempt: .. revision:``) step-by-step arithmetic",
+    "generator-large": "a ~14x larger generator, same recipe and data (solve only), for the paper's "
+                       "FLOPs-matched comparison of test-time compute against model size",
+    "prm": "the process reward model (Qwen2ForProcessRewardModel, the Qwen2.5-Math-PRM architecture):"
+           " one [p_bad, p_good] per step tag `<step>`",
+}
+
+
+def _levels_table() -> str:
+    rows = ["| level | operations | operand digits |", "|---|---|---|"]
+    for level, ((o1, o2), (d1, d2)) in task.LEVELS.items():
+        rows.append(f"| {level} | {o1}–{o2} | {d1}–{d2} |")
+    return "\n".join(rows)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def small_tables(small: dict[str, Any]) -> str:
+    n = small["samples_per_question"]
+    keys = ["pass@1", f"coverage@{n}", f"majority@{n}", f"best_of_{n}_weighted", "prm_auroc"]
+    lines = ["| level | questions | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for level, stats in small["levels"].items():
+        lines.append(f"| {level} | {stats['questions']} | " + " | ".join(_fmt(stats[k]) for k in keys) + " |")
+    lines.append(f"\nPRM AUROC over all test samples (last-step score, correct vs wrong final answer): "
+                 f"**{small['prm_auroc_overall']:.3f}**.\n")
+    lines.append(f"Sequential revisions ({small['revision_chains_per_question']} chains of 4 per "
+                 "question, T=0.8), pass@1 of each attempt:\n")
+    lines.append("| level | attempt 1 | attempt 2 | attempt 3 | attempt 4 |\n|---|---|---|---|---|")
+    for level, stats in small["levels"].items():
+        by = stats["revision_pass@1_by_attempt"]
+        lines.append(f"| {level} | " + " | ".join(_fmt(v) for v in by) + " |")
+    return "\n".join(lines)
+
+
+def large_table(large: dict[str, Any], small: dict[str, Any] | None) -> str:
+    lines = ["| level | greedy | pass@1 (T=0.8) | small pass@1 (T=0.8) |", "|---|---|---|---|"]
+    for level, stats in large["levels"].items():
+        small_p = small["levels"][level]["pass@1"] if small else float("nan")
+        lines.append(f"| {level} | {_fmt(stats['greedy'])} | {_fmt(stats['pass@1'])} | {_fmt(small_p)} |")
+    return "\n".join(lines)
+
+
+def card(name: str, results: dict[str, Any]) -> str:
+    directory = EMBEDDED_DIR / name
+    training = json.loads((directory / "training.json").read_text())
+    config = json.loads((directory / "config.json").read_text())
+    report = training["report"]
+    phases = ", ".join(f"{k} {v / 60:.1f} min" for k, v in report["phases"].items())
+    parts = [
+        f"# {name}\n", f"{ROLES[name]}.\n",
+        "## Facts\n",
+        f"- architecture: `{config['architectures'][0]}`, hidden {config['hidden_size']}, "
+        f"{config['num_hidden_layers']} layers, {config['num_attention_heads']} heads, "
+        f"MLP {config['intermediate_size']}; character-level tokenizer ({config['vocab_size']} tokens)",
+        f"- parameters: {report['parameters']:,}; stored as bf16 safetensors",
+        f"- training command: `{COMMANDS[name]}` (CPU, 2 threads, seed {training['recipe']['seed']})",
+        f"- training time: {report['seconds'] / 60:.1f} min ({phases})",
+        f"- tokens seen in training: {report['tokens']:,} (pre-training tokens for the FLOPs-matched "
+        "comparison)",
+        f"- recipe: `{json.dumps(training['recipe'])}`",
+    ]
+    if "labels" in training:
+        labels = training["labels"]
+        parts.append(f"- labels: {labels['examples']} sampled solutions, {labels['steps']} steps, "
+                     f"mean label {labels['mean']:.3f}, {labels['soft_fraction']:.0%} soft (0<y<1) — "
+                     "Math-Shepherd values from generator rollouts for every still-valid step prefix; "
+                     "steps after an invalid one get the exact checker's 0 (a rollout cannot repair a "
+                     "wrong running value here); the answer step gets its exact correctness")
+    parts += ["\n## Data\n",
+              "Synthetic chains of + and − (`models/embedded/task.py`), one step per line, final line "
+              "`answer: N`; graded exactly. Training questions never include a dev or test question. "
+              "Levels:\n", _levels_table(), ""]
+    parts.append("## Measured on the test split (`make eval-models`)\n")
+    if name in ("generator-small", "prm") and "small" in results:
+        parts.append(small_tables(results["small"]))
+    if name == "generator-large" and "large" in results:
+        parts.append(large_table(results["large"], results.get("small")))
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    path = RESULTS / "models.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name in COMMANDS:
+        if (EMBEDDED_DIR / name / "training.json").exists():
+            (EMBEDDED_DIR / name / "README.md").write_text(card(name, results))
+            print(f"wrote {EMBEDDED_DIR / name / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Sequential revisions (Snell et al. §6): parallel chains; each attempt sees the chain's most recent
+(up to 4) earlier attempts through the generator's revise prompt. The budget is split into
+``parallel`` chains × ``sequential`` attempts by ``ratio`` = sequential / parallel. The answer is
+hierarchical best-of-N weighted (within each chain, then across chains) or flat majority."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from models.protocols import GenerationRequest
+from router.budget import prm_tokens_bound
+from router.selection import Scored, extract_answer, majority, split_steps, weighted_best_of_n
+from router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
+from router.strategies.sampling import score_candidates
+
+CONTEXT_ATTEMPTS = 4  # the paper keeps the 4 most recent attempts in context
+
+
+class RevisionParams(StrategyParams):
+    n: int | None = Field(None, ge=1, le=1024,
+                          description="attempts in all; default: what the budget pays for")
+    ratio: float = Field(4.0, ge=1 / 256, le=256, description="sequential : parallel")
+    selection: Literal["weighted", "majority"] = "weighted"
+
+
+def revise_prompt(ctx: StrategyContext, attempts: Sequence[Candidate]) -> str:
+    """The question, the chain's last attempts, then the cue for a new attempt."""
+    fmt = ctx.sampling
+    if not attempts:
+        return ctx.prompt
+    shown = "".join(fmt.revision_attempt_prefix + "".join(s + "\n" for s in a.steps)
+                    for a in attempts[-CONTEXT_ATTEMPTS:])
+    return ctx.prompt + shown + fmt.revision_suffix
+
+
+def split(n: int, ratio: float) -> tuple[int, int]:
+    """(parallel, sequential) with sequential / parallel close to ``ratio`` and product <= n."""
+    sequential = max(1, min(n, round(math.sqrt(n * ratio))))
+    return max(1, n // sequential), sequential
+
+
+class SequentialRevisions:
+    name: str = "revisions"
+    params_model: type[StrategyParams] = RevisionParams
+
+    def _attempt_worst(self, ctx: StrategyContext, scored: bool) -> float:
+        """An attempt with a full context of earlier attempts, all at max_tokens, PRM-scored."""
+        costs, p, m = ctx.meter.costs, ctx.prompt_tokens, ctx.sampling.max_tokens
+        prompt = p + CONTEXT_ATTEMPTS * (m + 16) + 16
+        worst = costs.generator.generation(prompt, 0, [m])
+        if scored:
+            worst += costs.score_worst(prm_tokens_bound(p, m, m))
+        return worst
+
+    def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
+        assert isinstance(params, RevisionParams)
+        costs, m = ctx.meter.costs, ctx.sampling.max_tokens
+        first = costs.generator.generation(ctx.prompt_tokens, 0, [m])
+        if params.selection == "weighted":
+            first += costs.score_worst(prm_tokens_bound(ctx.prompt_tokens, m, m))
+        return first
+
+    def _prompt_bound(self, ctx: StrategyContext, chain: Sequence[Candidate]) -> int:
+        recent = chain[-CONTEXT_ATTEMPTS:]
+        # + per attempt: its steps' newlines and the attempt prefix; + the suffix (slack 16 each)
+        return ctx.prompt_tokens + sum(a.tokens + len(a.steps) + 16 for a in recent) + (16 if recent else 0)
+
+    async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
+        assert isinstance(params, RevisionParams)
+        scored = params.selection == "weighted"
+        n = params.n or max(1, math.floor(ctx.meter.ledger.remaining / self._attempt_worst(ctx, scored)))
+        parallel, sequential = split(n, params.ratio)
+        chains: list[list[Candidate]] = [[] for _ in range(parallel)]
+        for reused, chain in zip(ctx.reuse, chains, strict=False):  # difficulty samples start chains
+            chain.append(reused)
+        sampling, costs, ledger = ctx.sampling, ctx.meter.costs, ctx.meter.ledger
+        cut_short = False
+        for step in range(sequential):
+            todo = [c for c in chains if len(c) <= step]
+            if not todo:
+                continue
+            bounds = [self._prompt_bound(ctx, c) for c in todo]
+            worst = sum(costs.generator.generation(b, 0, [sampling.max_tokens]) for b in bounds)
+            if scored:
+                worst += len(todo) * costs.score_worst(prm_tokens_bound(
+                    ctx.prompt_tokens, sampling.max_tokens, sampling.max_tokens))
+            if worst > ledger.remaining:
+                cut_short = True
+                break
+            seed = None if sampling.seed is None else sampling.seed + step * 7_919
+            result = await ctx.meter.generate(GenerationRequest(
+                prompts=[revise_prompt(ctx, c) for c in todo], n=1, max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature, top_p=sampling.top_p, seed=seed), bounds)
+            attempts = [Candidate(text=row[0].text, finish_reason=row[0].finish_reason,
+                                  tokens=row[0].tokens, answer=extract_answer(row[0].text),
+                                  steps=split_steps(row[0].text, sampling.step_delimiter))
+                        for row in result.completions]
+            if scored:
+                await score_candidates(ctx, attempts, params.aggregation)
+            for chain, attempt in zip(todo, attempts, strict=True):
+                chain.append(attempt)
+        return self._select(chains, params, cut_short, parallel, sequential)
+
+    def _select(self, chains: list[list[Candidate]], params: RevisionParams, cut_short: bool,
+                parallel: int, sequential: int) -> StrategyResult:
+        attempts = [a for chain in chains for a in chain]
+        if params.selection == "majority":
+            answer = majority([a.answer for a in attempts])
+            pool = [a for a in attempts if a.answer == answer] or attempts
+            chosen = pool[-1]  # the latest attempt that gives the majority answer
+        else:
+            picks = []
+            for chain in (c for c in chains if c):
+                inner = weighted_best_of_n([Scored(a.answer, a.score or 0.0) for a in chain])
+                best = max([a for a in chain if a.answer == inner] or chain, key=lambda a: a.score or 0.0)
+                picks.append(best)
+            answer = weighted_best_of_n([Scored(a.answer, a.score or 0.0) for a in picks])
+            chosen = max([a for a in picks if a.answer == answer] or picks, key=lambda a: a.score or 0.0)
+        outcome = ("budget_exhausted" if cut_short
+                   else "answered" if chosen.answer is not None else "no_answer")
+        trace = [{"chain": i, "attempt": j, **a.trace()} for i, chain in enumerate(chains)
+                 for j, a in enumerate(chain)]
+        return StrategyResult(
+            text=chosen.text, finish_reason=chosen.finish_reason, answer=chosen.answer, outcome=outcome,
+            params={"n": len(attempts), "parallel": parallel, "sequential": sequential,
+                    "ratio": params.ratio, "selection": params.selection,
+                    "aggregation": params.aggregation},
+            samples=len(attempts), trace=trace)

@@ -1,0 +1,220 @@
+"""Step-level search against the PRM: the machinery shared by beam search, DVTS and lookahead.
+
+A search grows partial solutions one step at a time. Each round makes ONE batched generate call
+(every surviving prefix, ``n`` children each, stopped at the step delimiter) and ONE batched PRM call
+(every new prefix), so vLLM's batching and prefix cache do the work. What differs between the
+strategies is only which children survive a round (``Survivors``) and how a child is scored
+(lookahead rolls it out greedily first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from models.protocols import GenerationRequest
+from router.budget import InsufficientBudget, prm_tokens_bound
+from router.selection import Aggregation, Scored, aggregate, extract_answer, weighted_best_of_n
+from router.strategies.base import StrategyContext, StrategyResult
+
+
+@dataclass
+class Node:
+    """A partial (or finished) solution: the steps generated so far, as text."""
+
+    text: str = ""
+    steps: list[str] = field(default_factory=list)
+    tokens: int = 0  # generated tokens along this path
+    finished: bool = False
+    finish_reason: str = "stop"
+    step_scores: list[float] = field(default_factory=list)
+    score: float = 0.0
+    group: int = 0  # the subtree it belongs to (DVTS)
+    node_id: int = -1  # its index in the trace once recorded
+    parent_id: int = -1
+
+    def child(self, step_text: str, tokens: int, finish_reason: str, delimiter: str) -> Node:
+        ended_at_delimiter = step_text.endswith(delimiter)
+        step = step_text.strip()
+        steps = [*self.steps, step] if step else list(self.steps)
+        done = (not ended_at_delimiter) or extract_answer(step) is not None
+        return Node(text=self.text + step_text, steps=steps, tokens=self.tokens + tokens,
+                    finished=done, finish_reason=finish_reason, group=self.group, parent_id=self.node_id)
+
+
+# Which children survive a round: (children grouped by parent, number to keep) -> survivors
+Survivors = Callable[[list[list[Node]], int], list[Node]]
+
+
+def keep_top(children: list[list[Node]], keep: int) -> list[Node]:
+    """Beam search: the ``keep`` best children overall."""
+    flat = [c for group in children for c in group]
+    return sorted(flat, key=lambda n: n.score, reverse=True)[:keep]
+
+
+def keep_best_per_parent(children: list[list[Node]], keep: int) -> list[Node]:
+    """DVTS: each subtree keeps its single best child."""
+    return [max(group, key=lambda n: n.score) for group in children if group]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    n: int  # candidates in the first round
+    width: int  # children per survivor (M)
+    max_rounds: int
+    step_tokens: int  # max tokens of one step
+    aggregation: Aggregation
+    survivors: Survivors
+    keep: int  # survivors per round (beam search: N / M)
+    lookahead: int = 0  # greedy rollout steps before scoring a child
+
+
+class TreeSearch:
+    def __init__(self, ctx: StrategyContext, config: SearchConfig):
+        self.ctx = ctx
+        self.config = config
+        self.trace: list[dict[str, object]] = []
+        self.rounds = 0  # rounds completed
+        self.delimiter = ctx.sampling.step_delimiter
+
+    # ---- budget
+
+    def _prompt_bound(self, node: Node) -> int:
+        return self.ctx.prompt_tokens + node.tokens + len(node.steps) + 1
+
+    def round_worst(self, parents: Sequence[Node], n: int) -> float:
+        """Worst case of one round (expand, roll out, score), every step running to ``step_tokens``."""
+        costs, m, k = self.ctx.meter.costs, self.config.step_tokens, self.config.lookahead
+        total = 0.0
+        for parent in parents:
+            p = self._prompt_bound(parent)
+            total += costs.generator.generation(p, 0, [m] * n)
+            total += n * sum(costs.generator.generation(p + (j + 1) * (m + 1), 0, [m]) for j in range(k))
+            total += n * costs.score_worst(prm_tokens_bound(p, (k + 1) * m, len(parent.steps) + k + 1))
+        return total
+
+    # ---- one round
+
+    async def expand(self, parents: list[Node], n: int, round_index: int) -> list[list[Node]]:
+        sampling = self.ctx.sampling
+        seed = None if sampling.seed is None else sampling.seed + round_index * 7_919
+        result = await self.ctx.meter.generate(GenerationRequest(
+            prompts=[self.ctx.prompt + p.text for p in parents], n=n,
+            max_tokens=self.config.step_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            stop=[self.delimiter], seed=seed), [self._prompt_bound(p) for p in parents])
+        children = [[parent.child(c.text, c.tokens, c.finish_reason, self.delimiter) for c in row]
+                    for parent, row in zip(parents, result.completions, strict=True)]
+        for child in (c for row in children for c in row):
+            if child.tokens + self.config.step_tokens > sampling.max_tokens and not child.finished:
+                child.finished, child.finish_reason = True, "length"  # no room for another step
+        return children
+
+    async def rollout_ends(self, nodes: list[Node]) -> list[Node]:
+        """Lookahead: extend each unfinished node greedily by up to k steps (charged like any call)."""
+        ends = list(nodes)
+        for _ in range(self.config.lookahead):
+            todo = [i for i, node in enumerate(ends) if not node.finished]
+            if not todo:
+                break
+            result = await self.ctx.meter.generate(GenerationRequest(
+                prompts=[self.ctx.prompt + ends[i].text for i in todo], n=1,
+                max_tokens=self.config.step_tokens, temperature=0.0, stop=[self.delimiter]),
+                [self._prompt_bound(ends[i]) for i in todo])
+            for i, row in zip(todo, result.completions, strict=True):
+                ends[i] = ends[i].child(row[0].text, row[0].tokens, row[0].finish_reason, self.delimiter)
+        return ends
+
+    async def score(self, nodes: list[Node]) -> None:
+        """One PRM call for all nodes (through their lookahead rollouts when configured)."""
+        targets = await self.rollout_ends(nodes) if self.config.lookahead else nodes
+        scorable = [i for i, t in enumerate(targets) if t.steps]
+        if scorable:
+            bounds = [prm_tokens_bound(self.ctx.prompt_tokens, targets[i].tokens, len(targets[i].steps))
+                      for i in scorable]
+            result = await self.ctx.meter.score([self.ctx.prompt] * len(scorable),
+                                                [targets[i].steps for i in scorable], bounds)
+            for i, scores in zip(scorable, result.step_scores, strict=True):
+                own = len(nodes[i].steps)
+                nodes[i].step_scores = scores[:own]
+                # lookahead: the step's value is the PRM's view at the end of the rollout
+                nodes[i].score = (scores[-1] if self.config.lookahead
+                                  else aggregate(scores[:own], self.config.aggregation))
+        for node in nodes:
+            if not node.steps:
+                node.score = 0.0
+
+    def _record(self, nodes: list[Node], round_index: int) -> None:
+        for node in nodes:
+            node.node_id = len(self.trace)
+            self.trace.append({"id": node.node_id, "round": round_index, "parent": node.parent_id,
+                               "group": node.group, "step": node.steps[-1] if node.steps else "",
+                               "score": node.score, "finished": node.finished})
+
+    # ---- the search
+
+    async def run(self) -> tuple[list[Node], list[Node], bool]:
+        """Returns (finished nodes, nodes still open at the end, whether the budget cut it short)."""
+        config, ledger = self.config, self.ctx.meter.ledger
+        finished: list[Node] = []
+        parents, n = [Node()], config.n
+        for round_index in range(config.max_rounds):
+            if self.round_worst(parents, n) > ledger.remaining:
+                return finished, parents if round_index else [], True
+            try:
+                children = await self.expand(parents, n, round_index)
+                if round_index == 0:  # the first samples split into subtrees of ``width`` (DVTS)
+                    for i, child in enumerate(children[0]):
+                        child.group = i // max(1, config.width)
+                    children = _by_group(children[0])
+                flat = [c for group in children for c in group]
+                await self.score(flat)
+            except InsufficientBudget:
+                return finished, parents if round_index else [], True
+            self._record(flat, round_index)
+            self.rounds = round_index + 1
+            finished += [c for c in flat if c.finished]
+            survivors = config.survivors(children, config.keep)
+            parents = [s for s in survivors if not s.finished]
+            if not parents:
+                return finished, [], False
+            n = config.width
+        return finished, parents, False
+
+
+def _by_group(nodes: list[Node]) -> list[list[Node]]:
+    groups: dict[int, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(node.group, []).append(node)
+    return list(groups.values())
+
+
+def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
+                  params: dict[str, object], trace: list[dict[str, object]]) -> StrategyResult:
+    """Best-of-N weighted over the finished beams; if none finished, the best partial one."""
+    pool = finished or active
+    if not pool:
+        raise InsufficientBudget(0.0, 0.0)
+    answer = weighted_best_of_n([Scored(extract_answer(n.text), n.score) for n in pool])
+    chosen = max([n for n in pool if extract_answer(n.text) == answer] or pool, key=lambda n: n.score)
+    chosen_answer = extract_answer(chosen.text)
+    outcome = ("budget_exhausted" if cut_short
+               else "answered" if chosen_answer is not None else "no_answer")
+    return StrategyResult(text=chosen.text, finish_reason=chosen.finish_reason, answer=chosen_answer,
+                          outcome=outcome, params={**params, "finished": len(finished)},
+                          samples=len(trace), trace=trace)
+
+
+def size_n(ctx: StrategyContext, width: int, step_tokens: int, expected_steps: int,
+           lookahead: int = 0) -> int:
+    """The largest N (a multiple of the width) whose search of ``expected_steps`` rounds fits the
+    budget, assuming every step runs to ``step_tokens``; each round is still checked before it runs."""
+    costs, p = ctx.meter.costs, ctx.prompt_tokens
+    per_candidate = 0.0
+    for r in range(expected_steps):
+        context = p + r * (step_tokens + 1)
+        per_candidate += costs.generator.span(context, context + step_tokens * (1 + lookahead))
+        per_candidate += costs.score_worst(prm_tokens_bound(p, (r + 1 + lookahead) * step_tokens,
+                                                            r + 1 + lookahead))
+    n = math.floor(ctx.meter.ledger.remaining / per_candidate)
+    return max(width, (n // width) * width) if n >= 1 else 0
