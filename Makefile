@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench train train-smoke eval-models clean
+.PHONY: install serve test lint bench bench-strategies train eval-models clean
 
 install: $(VENV)/.installed
 
@@ -32,8 +32,12 @@ lint: install
 bench: install
 	$(PY) -m bench.overhead
 
+bench-strategies: install
+	$(PY) -m bench.strategies
+
 eval-models: install
 	$(PY) -m bench.eval_models
+	$(PY) -m bench.model_cards
 
 # Rebuild the shipped checkpoints (CPU, deterministic from the seed).
 train: install

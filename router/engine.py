@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from models.protocols import Generator, Verifier
-from router.budget import CostModels, Ledger, Meter
+from router.budget import CostModels, InsufficientBudget, Ledger, Meter
 from router.errors import BudgetTooSmall, DeadlineExceeded, InvalidParams, PromptTooLong, UnknownStrategy
 from router.strategies import STRATEGIES
 from router.strategies.base import Candidate, SamplingConfig, StrategyContext, StrategyResult, parse_params
@@ -110,7 +110,10 @@ class Engine:
         minimum = strategy.min_flops(ctx, params)
         if minimum > ctx.meter.ledger.remaining and not ctx.reuse:
             raise BudgetTooSmall(request.flops_budget, minimum, name)
-        result = await strategy.run(ctx, params)
+        try:
+            result = await strategy.run(ctx, params)
+        except InsufficientBudget as exc:  # not even one complete candidate could be paid for
+            raise BudgetTooSmall(request.flops_budget, max(minimum, exc.needed), name) from exc
         return EngineResult(strategy=name, result=result, ledger=ctx.meter.ledger,
                             prompt_tokens=prompt_tokens, difficulty=difficulty)
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from models.protocols import GenerationRequest
-from router.budget import prm_tokens_bound
+from router.budget import InsufficientBudget, prm_tokens_bound
 from router.selection import Scored, extract_answer, majority, split_steps, weighted_best_of_n
 from router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
 from router.strategies.sampling import score_candidates
@@ -84,12 +84,18 @@ class SequentialRevisions:
             if not todo:
                 continue
             bounds = [self._prompt_bound(ctx, c) for c in todo]
-            worst = sum(costs.generator.generation(b, 0, [sampling.max_tokens]) for b in bounds)
+            per_attempt = [costs.generator.generation(b, 0, [sampling.max_tokens]) for b in bounds]
             if scored:
-                worst += len(todo) * costs.score_worst(prm_tokens_bound(
+                score_worst = costs.score_worst(prm_tokens_bound(
                     ctx.prompt_tokens, sampling.max_tokens, sampling.max_tokens))
-            if worst > ledger.remaining:
+                per_attempt = [w + score_worst for w in per_attempt]
+            affordable = 0  # advance only the chains the budget still pays for
+            while affordable < len(todo) and sum(per_attempt[:affordable + 1]) <= ledger.remaining:
+                affordable += 1
+            if affordable < len(todo):
                 cut_short = True
+                todo, bounds = todo[:affordable], bounds[:affordable]
+            if not todo:
                 break
             seed = None if sampling.seed is None else sampling.seed + step * 7_919
             result = await ctx.meter.generate(GenerationRequest(
@@ -108,6 +114,8 @@ class SequentialRevisions:
     def _select(self, chains: list[list[Candidate]], params: RevisionParams, cut_short: bool,
                 parallel: int, sequential: int) -> StrategyResult:
         attempts = [a for chain in chains for a in chain]
+        if not attempts:  # the engine turns this into a 400 naming flops_budget
+            raise InsufficientBudget(0.0, 0.0)
         if params.selection == "majority":
             answer = majority([a.answer for a in attempts])
             pool = [a for a in attempts if a.answer == answer] or attempts

@@ -158,9 +158,13 @@ class TreeSearch:
         config, ledger = self.config, self.ctx.meter.ledger
         finished: list[Node] = []
         parents, n = [Node()], config.n
+        cut_short = False
         for round_index in range(config.max_rounds):
-            if self.round_worst(parents, n) > ledger.remaining:
+            affordable, n, shrunk = self._affordable(parents, n, round_index)
+            cut_short = cut_short or shrunk
+            if not affordable:  # the open beams stay candidates (best partial answers)
                 return finished, parents if round_index else [], True
+            parents = affordable
             try:
                 children = await self.expand(parents, n, round_index)
                 if round_index == 0:  # the first samples split into subtrees of ``width`` (DVTS)
@@ -177,9 +181,24 @@ class TreeSearch:
             survivors = config.survivors(children, config.keep)
             parents = [s for s in survivors if not s.finished]
             if not parents:
-                return finished, [], False
+                return finished, [], cut_short
             n = config.width
-        return finished, parents, False
+        return finished, parents, cut_short
+
+    def _affordable(self, parents: list[Node], n: int, round_index: int) -> tuple[list[Node], int, bool]:
+        """Shrink a round to what the budget pays for: fewer first samples (a multiple of the width)
+        in round 0, then only the best parents. Returns (parents, n, whether it had to shrink)."""
+        remaining = self.ctx.meter.ledger.remaining
+        if round_index == 0:
+            step = max(1, self.config.width)
+            fitting = n
+            while fitting > 0 and self.round_worst(parents, fitting) > remaining:
+                fitting -= step if fitting > step else fitting
+            return (parents if fitting else []), fitting, fitting < n
+        ranked = sorted(parents, key=lambda node: node.score, reverse=True)
+        while ranked and self.round_worst(ranked, n) > remaining:
+            ranked.pop()
+        return ranked, n, len(ranked) < len(parents)
 
 
 def _by_group(nodes: list[Node]) -> list[list[Node]]:

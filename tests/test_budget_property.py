@@ -1,0 +1,102 @@
+"""Property: whatever the budget, strategy, parameters and however long the samples turn out, no
+request spends more than its budget. Thousands of runs cannot go through vLLM, so the backends
+here are scripted (random-length completions, random scores); the same engine, meter and
+strategies run as in the service, and the end-to-end tests check the real path."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.cost import FlopsModel
+from models.protocols import Completion, GenerationRequest, GenerationResult, Usage, VerifierResult
+from router.budget import CostModels
+from router.engine import Engine, EngineRequest
+from router.errors import BudgetTooSmall
+from router.strategies import STRATEGIES
+from router.strategies.base import SamplingConfig
+
+
+class ScriptedGenerator:
+    name = "scripted"
+    max_model_len = 4096
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    async def count_tokens(self, prompt: str) -> int:
+        return len(prompt) + 1
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        rows = []
+        for _ in request.prompts:
+            row = []
+            for _ in range(request.n):
+                length = self.rng.randint(1, request.max_tokens)
+                answer = self.rng.random() < 0.3
+                text = ("x" * (length - 1)) + ("\n" if request.stop and not answer else "")
+                if answer:
+                    text = f"answer: {self.rng.randint(0, 3)}"[:length] or "a"
+                row.append(Completion(text=text, finish_reason="stop", tokens=length))
+            rows.append(row)
+        prompt_tokens = [len(p) + 1 for p in request.prompts]
+        cached = [self.rng.randint(0, p) for p in prompt_tokens]
+        generated = sum(c.tokens for row in rows for c in row)
+        return GenerationResult(completions=rows, usage=Usage(sum(prompt_tokens), generated, sum(cached)),
+                                prompt_tokens=prompt_tokens, cached_tokens=cached)
+
+
+class ScriptedVerifier:
+    name = "scripted-prm"
+    max_model_len = 8192
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
+        tokens = [len(p) + 1 + sum(len(s) + 2 for s in steps) for p, steps in zip(prompts, solutions, strict=True)]
+        return VerifierResult(step_scores=[[self.rng.random() for _ in steps] for steps in solutions],
+                              usage=Usage(prompt_tokens=sum(tokens)), input_tokens=tokens)
+
+
+COSTS = CostModels(generator=FlopsModel(870_000, 4, 128), verifier=FlopsModel(860_000, 4, 128))
+
+
+@settings(max_examples=1000)
+@given(
+    budget=st.floats(1e7, 1e11),
+    strategy=st.sampled_from(sorted(STRATEGIES)),
+    n=st.one_of(st.none(), st.integers(1, 64)),
+    width=st.sampled_from([1, 2, 4, 8]),
+    max_tokens=st.integers(4, 160),
+    ratio=st.sampled_from([0.0625, 1.0, 4.0, 64.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_no_strategy_ever_spends_more_than_its_budget(budget: float, strategy: str, n: int | None,
+                                                      width: int, max_tokens: int, ratio: float,
+                                                      seed: int) -> None:
+    rng = random.Random(seed)
+    engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng), COSTS)
+    params: dict[str, object] = {}
+    if strategy in ("beam_search", "dvts", "lookahead"):
+        params = {"beam_width": width, "step_tokens": max(1, max_tokens // 3)}
+        if n is not None:
+            params["n"] = max(n, width)
+    elif strategy == "revisions":
+        params = {"ratio": ratio} | ({"n": n} if n else {})
+    elif n is not None:
+        params = {"n": n}
+    request = EngineRequest(prompt="question: 12+7-3\n", flops_budget=budget, strategy=strategy,
+                            strategy_params=params, sampling=SamplingConfig(max_tokens=max_tokens))
+    try:
+        outcome = asyncio.run(engine.complete(request))
+    except BudgetTooSmall as refused:
+        assert refused.minimum > budget
+        return
+    assert outcome.ledger.used <= budget
+    assert outcome.result.samples >= 1
+    assert outcome.ledger.used == sum(outcome.ledger.spent.values())
