@@ -58,7 +58,8 @@ class ScriptedVerifier:
         self.rng = rng
 
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
-        tokens = [len(p) + 1 + sum(len(s) + 2 for s in steps) for p, steps in zip(prompts, solutions, strict=True)]
+        tokens = [len(p) + 1 + sum(len(s) + 2 for s in steps)
+                  for p, steps in zip(prompts, solutions, strict=True)]
         return VerifierResult(step_scores=[[self.rng.random() for _ in steps] for steps in solutions],
                               usage=Usage(prompt_tokens=sum(tokens)), input_tokens=tokens)
 

@@ -155,7 +155,7 @@ class TreeSearch:
 
     async def run(self) -> tuple[list[Node], list[Node], bool]:
         """Returns (finished nodes, nodes still open at the end, whether the budget cut it short)."""
-        config, ledger = self.config, self.ctx.meter.ledger
+        config = self.config
         finished: list[Node] = []
         parents, n = [Node()], config.n
         cut_short = False
