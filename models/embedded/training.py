@@ -301,18 +301,26 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         while True:
             yield [solve_example(next(stream)) for _ in range(recipe.batch_size)]
 
-    _train_lm(model, solve_batches(), recipe.solve_steps, recipe.lr, "generator: solve", report)
-    report.phases["solve_s"] = time.time() - started
+    solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
+    if _same_recipe(solve_dir, recipe):  # resume after a failure in a later phase
+        model = LlamaForCausalLM.from_pretrained(solve_dir, dtype=torch.float32)
+        for _ in range(recipe.solve_steps * recipe.batch_size):  # the stream position phase 1 left
+            next(stream)
+        report.tokens = json.loads((solve_dir / "phase.json").read_text())["tokens"]
+        report.phases["solve_s"] = json.loads((solve_dir / "phase.json").read_text())["seconds"]
+    else:
+        _train_lm(model, solve_batches(), recipe.solve_steps, recipe.lr, "generator: solve", report)
+        report.phases["solve_s"] = time.time() - started
+        # Kept on disk (fp32) so that a failure in a later phase does not cost the solve phase.
+        save_checkpoint(model, config, solve_dir, dtype=torch.float32)
+        (solve_dir / "phase.json").write_text(json.dumps({
+            "recipe": asdict(recipe), "tokens": report.tokens, "seconds": report.phases["solve_s"]}))
 
     if with_revisions and recipe.revise_steps > 0:
         phase = time.time()
         revise_problems = [next(stream) for _ in range(recipe.revise_questions)]
-        # Kept on disk (fp32) so that a failed sampling run does not lose the solve phase.
-        solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
-        save_checkpoint(model, config, solve_dir, dtype=torch.float32)
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
-        shutil.rmtree(solve_dir)
         revise = build_revise_examples(revise_problems, samples, rng)
         report.phases["revise_sampling_s"] = time.time() - phase
 
@@ -327,10 +335,16 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
                   report)
         report.phases["revise_training_s"] = time.time() - phase
 
-    report.seconds = time.time() - started
+    report.seconds = sum(report.phases.values())
     save_checkpoint(model, config, out_dir)
     _write_report(out_dir, {"recipe": asdict(recipe), "report": asdict(report)})
+    shutil.rmtree(solve_dir, ignore_errors=True)
     return report
+
+
+def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
+    phase = solve_dir / "phase.json"
+    return phase.exists() and json.loads(phase.read_text())["recipe"] == asdict(recipe)
 
 
 def _write_report(out_dir: Path, payload: dict[str, object]) -> None:
