@@ -58,3 +58,26 @@ def test_worst_case_sizing_never_overspends(budget: float, prompt: int, max_toke
         # and any real outcome (shorter samples, fewer steps, cache hits) costs no more
         real = COSTS.generator.generation(prompt, prompt // 2, [max(1, max_tokens // 3)] * n)
         assert real <= gen_worst
+
+
+def test_revision_split_follows_the_ratio() -> None:
+    from router.strategies.revisions import split
+
+    assert split(16, 1.0) == (4, 4)
+    assert split(16, 16.0) == (1, 16)
+    assert split(16, 1 / 16) == (16, 1)
+    parallel, sequential = split(64, 4.0)
+    assert parallel * sequential <= 64 and sequential / parallel == 4.0
+
+
+def test_survivor_rules() -> None:
+    from router.strategies.tree_search import Node, keep_best_per_parent, keep_top
+
+    groups = [[Node(score=0.1, group=0), Node(score=0.9, group=0)],
+              [Node(score=0.5, group=1), Node(score=0.4, group=1)]]
+    assert [n.score for n in keep_top(groups, 2)] == [0.9, 0.5]  # beam search: global top-k
+    assert [n.score for n in keep_best_per_parent(groups, 1)] == [0.9, 0.5]  # DVTS: per subtree
+    child = Node(text="a\n", steps=["a"], node_id=3).child("answer: 4", 9, "stop", "\n")
+    assert child.finished and child.parent_id == 3 and child.steps == ["a", "answer: 4"]
+    open_child = Node().child("12+3=15\n", 8, "stop", "\n")
+    assert not open_child.finished

@@ -59,7 +59,7 @@ class GeneratorRecipe:
     size: str = "small"
     seed: int = 0
     solve_steps: int = 1500
-    revise_steps: int = 500
+    revise_steps: int = 300
     batch_size: int = 64
     lr: float = 2e-3
     revise_questions: int = 2000
@@ -183,20 +183,27 @@ def _schedule(step: int, total: int, base_lr: float, warmup: int = 50) -> float:
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[Example]], steps: int, lr: float,
+def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[list[Example]]], steps: int, lr: float,
               desc: str, report: TrainReport) -> None:
+    """Each step is one optimizer update over one or more micro-batches (kept apart so that short
+    solve examples are not padded to the length of revise examples)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     model.train()
     for step in (bar := tqdm(range(steps), desc=desc, mininterval=5)):
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, steps, lr)
-        input_ids, attention, labels = encode(next(batches))
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        loss.backward()
+        micro = next(batches)
+        total = sum(len(m) for m in micro)
+        loss = torch.zeros(())
+        for examples in micro:
+            input_ids, attention, labels = encode(examples)
+            part = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            (part * len(examples) / total).backward()
+            loss = loss + part.detach() * len(examples) / total
+            report.tokens += int(attention.sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        report.tokens += int(attention.sum())
         report.final_loss = float(loss)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{float(loss):.4f}")
@@ -297,9 +304,9 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     rng = random.Random(recipe.seed)
     stream = task.training_problems(recipe.seed)
 
-    def solve_batches() -> Iterator[list[Example]]:
+    def solve_batches() -> Iterator[list[list[Example]]]:
         while True:
-            yield [solve_example(next(stream)) for _ in range(recipe.batch_size)]
+            yield [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
 
     solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
     if _same_recipe(solve_dir, recipe):  # resume after a failure in a later phase
@@ -324,11 +331,11 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         revise = build_revise_examples(revise_problems, samples, rng)
         report.phases["revise_sampling_s"] = time.time() - phase
 
-        def mixed_batches() -> Iterator[list[Example]]:
+        def mixed_batches() -> Iterator[list[list[Example]]]:
             while True:
                 half = recipe.batch_size // 2
-                yield rng.sample(revise, min(half, len(revise))) + [
-                    solve_example(next(stream)) for _ in range(recipe.batch_size - half)]
+                yield [rng.sample(revise, min(half, len(revise))),
+                       [solve_example(next(stream)) for _ in range(recipe.batch_size - half)]]
 
         phase = time.time()
         _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
@@ -342,9 +349,16 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     return report
 
 
+_SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "threads")
+
+
 def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
+    """Whether the saved solve phase is the one this recipe would train."""
     phase = solve_dir / "phase.json"
-    return phase.exists() and json.loads(phase.read_text())["recipe"] == asdict(recipe)
+    if not phase.exists():
+        return False
+    saved = json.loads(phase.read_text())["recipe"]
+    return all(saved[k] == getattr(recipe, k) for k in _SOLVE_FIELDS)
 
 
 def _write_report(out_dir: Path, payload: dict[str, object]) -> None:
