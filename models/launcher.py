@@ -109,6 +109,7 @@ class VllmServer:
     def spawn(self) -> None:
         env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=self.spec.cpu_bind,
                    VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+                   VLLM_HTTP_TIMEOUT_KEEP_ALIVE="30",  # clients expire idle connections sooner
                    TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
         log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix=f"vllm-{self.spec.served_name}-", suffix=".log", delete=False)

@@ -48,6 +48,9 @@ class HttpBackendConfig:
     timeout_s: float = 120.0
     connect_timeout_s: float = 5.0
     max_connections: int = 256
+    # Idle pooled connections are dropped well before the server's keep-alive timeout (uvicorn and
+    # vLLM default to 5 s): reusing one the server is closing at that moment fails with ReadError.
+    keepalive_expiry_s: float = 2.0
 
 
 class _VllmHttpBackend:
@@ -63,7 +66,8 @@ class _VllmHttpBackend:
             base_url=config.base_url, headers=headers,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
             limits=httpx.Limits(max_connections=config.max_connections,
-                                max_keepalive_connections=min(64, config.max_connections)))
+                                max_keepalive_connections=min(64, config.max_connections),
+                                keepalive_expiry=config.keepalive_expiry_s))
 
     async def aclose(self) -> None:
         await self._client.aclose()
