@@ -25,6 +25,20 @@ ROLES = {
 }
 
 
+KNOWN_LIMITS = {
+    "generator-small": (
+        "- **The reviser does not yet improve on its first attempt** (the table above: pass@1 falls "
+        "with every revision). The paper's recipe puts only wrong attempts in the revise context, so "
+        "the model learned that whatever is in context is wrong and moves away from it, correct or "
+        "not. Planned fix: also train on contexts that hold a correct attempt (target: keep it).\n"
+        "- Best-of-16 weighted by the PRM does not beat majority@16 except on level 3: the PRM ranks "
+        "well across levels (AUROC 0.86 overall) but weakly within one (0.60–0.77)."),
+    "prm": (
+        "- Discrimination within a level is weak (AUROC 0.60–0.77), so weighting by it adds little "
+        "over majority voting yet; more labelled solutions and rollouts per prefix are the next step."),
+}
+
+
 def _levels_table() -> str:
     rows = ["| level | operations | operand digits |", "|---|---|---|"]
     for level, ((o1, o2), (d1, d2)) in task.LEVELS.items():
@@ -96,6 +110,8 @@ def card(name: str, results: dict[str, Any]) -> str:
         parts.append(small_tables(results["small"]))
     if name == "generator-large" and "large" in results:
         parts.append(large_table(results["large"], results.get("small")))
+    if name in KNOWN_LIMITS:
+        parts += ["\n## Known limitations\n", KNOWN_LIMITS[name]]
     return "\n".join(parts) + "\n"
 
 
