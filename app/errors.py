@@ -34,9 +34,9 @@ def error_response(status: int, message: str, type_: str, param: str | None = No
 def _validation_param(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-    # Union members show up in loc (str, list[str], function-after...): keep the field names.
-    loc = [p for p in loc if not p.startswith(("str", "list[", "function-", "literal["))]
+    # Union members show up in loc ("constrained-str", "list[str]"): keep field names and indices.
+    loc = [str(p) for p in first.get("loc", ())
+           if p != "body" and (isinstance(p, int) or str(p).isidentifier())]
     param = ".".join(loc) or None
     messages = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"

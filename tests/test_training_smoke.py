@@ -20,7 +20,7 @@ def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> No
 
     prm_report = training.train_prm(training.SMOKE_PRM, generator_dir, prm_dir)
     config = json.loads((prm_dir / "config.json").read_text())
-    assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and config["num_labels"] == 2
+    assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and len(config["id2label"]) == 2
     assert prm_report.final_loss == prm_report.final_loss  # not NaN
     assert FlopsModel.from_model_dir(prm_dir).matmul_params > 0
 

@@ -473,9 +473,9 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainRep
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         report.tokens += int(attention.sum())
-        report.final_loss = float(loss)
+        report.final_loss = float(loss.detach())
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{report.final_loss:.4f}")
     report.phases["training_s"] = time.time() - phase
     report.seconds = time.time() - started
     save_checkpoint(model, config, out_dir)
