@@ -84,7 +84,7 @@ SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10,
                                   revise_questions=20, revise_samples=2)
 # The larger sibling sees fewer tokens (it costs ~14x more per token on these 2 cores); the
 # FLOPs-matched comparison uses each model's real pre-training token count.
-LARGE_GENERATOR = GeneratorRecipe(size="large", solve_steps=400, revise_steps=0, lr=1e-3)
+LARGE_GENERATOR = GeneratorRecipe(size="large", solve_steps=300, revise_steps=0, lr=1e-3)
 GENERATOR_RECIPES = {"small": GeneratorRecipe(), "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
 
 SMOKE_PRM = PrmRecipe(size="smoke", questions=10, samples_per_question=2, rollouts=2, steps=10,
