@@ -24,6 +24,7 @@ from app.protocol import (
     Usage,
 )
 from app.state import ServiceState
+from models.vllm_http import BackendError
 from router.engine import EngineRequest, EngineResult
 from router.errors import DeadlineExceeded, RequestError
 from router.strategies.base import SamplingConfig
@@ -118,8 +119,11 @@ async def _run(state: ServiceState, request: Request, engine_request: EngineRequ
     except DeadlineExceeded:
         state.metrics.observe_failure(engine_request.strategy, 504)
         raise
+    except BackendError as exc:
+        state.metrics.observe_failure(engine_request.strategy, 503 if exc.unavailable else 400)
+        raise
     except Exception:
-        state.metrics.observe_failure(engine_request.strategy, 503)
+        state.metrics.observe_failure(engine_request.strategy, 500)
         raise
     state.metrics.observe_result(outcome, time.perf_counter() - started)
     return outcome

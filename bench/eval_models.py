@@ -24,9 +24,9 @@ import typer
 from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
-from app.settings import EMBEDDED_DIR, Settings
+from app.settings import EMBEDDED_DIR
+from bench.backends import embedded_backends
 from models.embedded import task
-from models.embedded.serving import embedded_specs
 from models.launcher import ServerSpec, VllmServer, start_all
 from models.protocols import GenerationRequest
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
@@ -75,7 +75,8 @@ async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, probl
     flat = [s for row in drawn for s in row]
     flat_scores = await score(verifier, flat_prompts, flat)
     per_level: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    pos, neg = [], []
+    pos: list[float] = []
+    neg: list[float] = []
     for qi, (problem, row) in enumerate(zip(problems, drawn, strict=True)):
         correct = [task.grade(problem, s).correct for s in row]
         answers = [task.extract_answer(s) for s in row]
@@ -142,27 +143,14 @@ async def evaluate_large(generator: VllmGenerator, problems: list[task.Problem])
     return {"levels": levels}
 
 
-async def run(samples: int, chains: int, include_large: bool) -> dict[str, Any]:
-    settings = Settings()
+async def run(samples: int, chains: int, small: bool, include_large: bool) -> dict[str, Any]:
     problems = task.held_out_split("test")
-    gen_spec, prm_spec = embedded_specs(settings.generator_dir, settings.prm_dir,
-                                        generator_name="generator", prm_name="prm",
-                                        step_tag=settings.prm_step_tag,
-                                        max_model_len=settings.max_model_len)
-    servers = [VllmServer(gen_spec), VllmServer(prm_spec)]
     report: dict[str, Any] = {"split": "test", "questions": len(problems)}
     started = time.time()
-    try:
-        await start_all(servers, 300)
-        generator = VllmGenerator(HttpBackendConfig(servers[0].base_url, "generator", 640, timeout_s=900))
-        verifier = VllmVerifier(HttpBackendConfig(servers[1].base_url, "prm", 640, timeout_s=900),
-                                step_tag=settings.prm_step_tag)
-        report["small"] = await evaluate_small(generator, verifier, problems, samples, chains)
-        await generator.aclose()
-        await verifier.aclose()
-    finally:
-        for server in servers:
-            server.stop()
+    if small:
+        async with embedded_backends() as backends:
+            report["small"] = await evaluate_small(backends.generator, backends.verifier, problems,
+                                                   samples, chains)
     large_dir = EMBEDDED_DIR / "generator-large"
     if include_large and (large_dir / "config.json").exists():
         server = VllmServer(ServerSpec(large_dir, "large", max_model_len=640, cpu_bind="0-1"))
@@ -177,10 +165,13 @@ async def run(samples: int, chains: int, include_large: bool) -> dict[str, Any]:
     return report
 
 
-def main(samples: int = 16, chains: int = 4, large: bool = True,
+def main(samples: int = 16, chains: int = 4, small: bool = True, large: bool = True,
          out: Path = RESULTS / "models.json") -> None:
-    report = asyncio.run(run(samples, chains, large))
+    """Measure and merge into ``out`` (so the large model can be measured on its own)."""
+    report = asyncio.run(run(samples, chains, small, large))
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    report = {**previous, **report}
     out.write_text(json.dumps(report, indent=2) + "\n")
     typer.echo(json.dumps(report, indent=2))
 

@@ -9,6 +9,7 @@ generate the same tokens. Writes ``bench/results/overhead.json``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,9 +23,8 @@ from typing import Any
 import httpx
 import typer
 
-from app.settings import Settings
-from models.embedded.serving import embedded_specs
-from models.launcher import VllmServer, free_port, start_all
+from bench.backends import embedded_backends
+from models.launcher import free_port
 from router.selection import split_steps
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,47 +51,38 @@ async def via_service(http: httpx.AsyncClient, url: str, n: int, seed: int, mode
 
 
 async def measure(n: int, repeats: int) -> dict[str, Any]:
-    settings = Settings()
-    specs = embedded_specs(settings.generator_dir, settings.prm_dir, generator_name="generator",
-                           prm_name="prm", step_tag=settings.prm_step_tag,
-                           max_model_len=settings.max_model_len)
-    servers = [VllmServer(spec) for spec in specs]
     port = free_port()
-    service: asyncio.subprocess.Process | None = None
-    try:
-        await start_all(servers, 300)
-        gen, prm = servers[0].base_url, servers[1].base_url
+    t_direct: list[float] = []
+    t_service: list[float] = []
+    async with embedded_backends() as backends:
+        settings = backends.settings
+        gen, prm = backends.generator_server.base_url, backends.prm_server.base_url
         env = dict(os.environ, TTC_GENERATOR_URL=gen, TTC_PRM_URL=prm, TTC_PORT=str(port))
         service = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "ttc-serve"), "serve", env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(timeout=300) as http:
-            for _ in range(600):
-                try:
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.5)
-            for seed in range(3):  # warm-up both paths
-                await direct(http, gen, prm, n, seed, settings.prm_step_tag)
-                await via_service(http, url, n, seed, settings.model_name)
-            t_direct, t_service = [], []
-            for seed in range(100, 100 + repeats):
-                started = time.perf_counter()
-                await direct(http, gen, prm, n, seed, settings.prm_step_tag)
-                t_direct.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                compute = await via_service(http, url, n, seed, settings.model_name)
-                t_service.append(time.perf_counter() - started)
-                assert compute["samples"] == n and compute["backend_calls"]["generate"] == 1
-    finally:
-        if service is not None:
+        try:
+            async with httpx.AsyncClient(timeout=300) as http:
+                for _ in range(600):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"{url}/readyz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.5)
+                for seed in range(3):  # warm-up both paths
+                    await direct(http, gen, prm, n, seed, settings.prm_step_tag)
+                    await via_service(http, url, n, seed, settings.model_name)
+                for seed in range(100, 100 + repeats):
+                    started = time.perf_counter()
+                    await direct(http, gen, prm, n, seed, settings.prm_step_tag)
+                    t_direct.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    compute = await via_service(http, url, n, seed, settings.model_name)
+                    t_service.append(time.perf_counter() - started)
+                    assert compute["samples"] == n and compute["backend_calls"]["generate"] == 1
+        finally:
             service.send_signal(signal.SIGINT)
             await asyncio.wait_for(service.wait(), timeout=60)
-        for server in servers:
-            server.stop()
     med_direct, med_service = statistics.median(t_direct), statistics.median(t_service)
     return {"n": n, "repeats": repeats, "prompt": PROMPT,
             "direct_median_s": med_direct, "service_median_s": med_service,

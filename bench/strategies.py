@@ -18,12 +18,9 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
-from app.settings import Settings
+from bench.backends import embedded_backends
 from models.cost import FlopsModel
 from models.embedded import task
-from models.embedded.serving import embedded_specs
-from models.launcher import VllmServer, start_all
-from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
 from router.budget import CostModels
 from router.engine import Engine, EngineRequest
 from router.errors import BudgetTooSmall
@@ -112,27 +109,15 @@ def plot(table: dict[str, Any], budgets: list[float], out: Path) -> None:
 
 
 async def main_async(per_level: int, budgets: list[float], concurrency: int) -> dict[str, Any]:
-    settings = Settings()
     dev = task.held_out_split("dev")
     problems = [p for level in task.LEVELS for p in [q for q in dev if q.level == level][:per_level]]
-    specs = embedded_specs(settings.generator_dir, settings.prm_dir, generator_name="generator",
-                           prm_name="prm", step_tag=settings.prm_step_tag,
-                           max_model_len=settings.max_model_len)
-    servers = [VllmServer(s) for s in specs]
     started = time.time()
-    try:
-        await start_all(servers, 300)
-        generator = VllmGenerator(HttpBackendConfig(servers[0].base_url, "generator", 640, timeout_s=900))
-        verifier = VllmVerifier(HttpBackendConfig(servers[1].base_url, "prm", 640, timeout_s=900),
-                                step_tag=settings.prm_step_tag)
-        engine = Engine(generator, verifier, CostModels(FlopsModel.from_model_dir(settings.generator_dir),
-                                                        FlopsModel.from_model_dir(settings.prm_dir)))
+    async with embedded_backends() as backends:
+        settings = backends.settings
+        costs = CostModels(FlopsModel.from_model_dir(settings.generator_dir),
+                           FlopsModel.from_model_dir(settings.prm_dir))
+        engine = Engine(backends.generator, backends.verifier, costs)
         rows = await evaluate(engine, problems, budgets, concurrency)
-        await generator.aclose()
-        await verifier.aclose()
-    finally:
-        for server in servers:
-            server.stop()
     return {"split": "dev", "questions_per_level": per_level, "budgets": budgets,
             "configs": {k: {"strategy": v[0], "params": v[1]} for k, v in CONFIGS.items()},
             "seconds": time.time() - started, "accuracy": summarise(rows)}
