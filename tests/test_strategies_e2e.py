@@ -59,7 +59,7 @@ def test_beam_search_makes_one_generate_and_one_prm_call_per_round(client: httpx
     assert [c["backend"] for c in calls] == ["generator", "verifier"] * rounds
     # each generate call carries every surviving prefix (at most N/M = 4 of them) with n = M
     assert all(len(c["prompt_tokens"]) <= 4 for c in calls if c["backend"] == "generator")
-    assert len(calls[0]["completion_tokens"][0]) == 16
+    assert len(calls[0]["completion_tokens"][0]) == 16 == compute["params"]["n"]
     # the trace is the tree: every non-root node's parent is an earlier node
     ids = {node["id"] for node in compute["trace"]}
     assert all(node["parent"] == -1 or node["parent"] in ids for node in compute["trace"])

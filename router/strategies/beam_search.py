@@ -62,7 +62,8 @@ class _StepSearch:
                                config.lookahead)
         search = TreeSearch(ctx, self._config(ctx, params, max(n, params.beam_width)))
         finished, active, cut_short = await search.run()
-        sizes = {"n": search.config.n, "beam_width": params.beam_width, "keep": search.config.keep,
+        sizes = {"n": search.first_n, "n_planned": search.config.n, "beam_width": params.beam_width,
+                 "keep": search.config.keep,
                  "max_rounds": params.max_rounds, "step_tokens": search.config.step_tokens,
                  "aggregation": params.aggregation, "n_requested": params.n}
         if search.config.lookahead:

@@ -76,6 +76,7 @@ class TreeSearch:
         self.config = config
         self.trace: list[dict[str, object]] = []
         self.rounds = 0  # rounds completed
+        self.first_n = 0  # first-round samples actually drawn (the plan may shrink to fit the budget)
         self.delimiter = ctx.sampling.step_delimiter
 
     # ---- budget
@@ -161,6 +162,8 @@ class TreeSearch:
         cut_short = False
         for round_index in range(config.max_rounds):
             affordable, n, shrunk = self._affordable(parents, n, round_index)
+            if round_index == 0:
+                self.first_n = n
             cut_short = cut_short or shrunk
             if not affordable:  # the open beams stay candidates (best partial answers)
                 return finished, parents if round_index else [], True
