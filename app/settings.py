@@ -8,10 +8,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
+EMBEDDED_POLICY = EMBEDDED_DIR.parent / "policy.json"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TTC_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TTC_", env_file=".env", extra="ignore",
+                                      env_parse_none_str="none")
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -35,6 +37,11 @@ class Settings(BaseSettings):
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
     prm_cpu_bind: str = "1"
+
+    # strategy="auto": the calibrated policy (TTC_POLICY_PATH=none: best-of-N for every prompt)
+    policy_path: Path | None = Field(EMBEDDED_POLICY, description="policy JSON from `ttc-serve calibrate`")
+    difficulty_samples: int | None = Field(None, ge=1, le=64,
+                                           description="override the policy's predictor sample count")
 
     # Requests
     default_flops_budget: float = Field(2e10, gt=0, description="used when a request names none")

@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from app.metrics import Metrics
-from app.settings import Settings
+from app.settings import EMBEDDED_POLICY, Settings
 from models.chat import ChatTemplate
 from models.cost import FlopsModel
 from models.embedded.serving import embedded_specs
+from models.identity import fingerprint
 from models.launcher import VllmServer, start_all
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
 from router.budget import CostModels
-from router.engine import Engine
+from router.difficulty import VerifierDifficulty
+from router.engine import DifficultyPredictor, Engine, FixedPolicy, Policy
+from router.policy import CalibratedPolicy, ModelIds
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,8 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
                                 step_tag=settings.prm_step_tag, observer=metrics.observe_backend)
         costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
                            verifier=FlopsModel.from_model_dir(settings.prm_dir))
-        engine = Engine(generator, verifier, costs)
+        policy, difficulty = load_policy(settings)
+        engine = Engine(generator, verifier, costs, policy=policy, difficulty=difficulty)
         yield ServiceState(settings=settings, metrics=metrics, generator=generator,
                            verifier=verifier, engine=engine,
                            chat_template=ChatTemplate.from_model_dir(settings.generator_dir),
@@ -75,6 +79,25 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
                 await client.aclose()
         for server in servers:
             await asyncio.to_thread(server.stop)
+
+
+def load_policy(settings: Settings) -> tuple[Policy, DifficultyPredictor | None]:
+    """The calibrated policy and its difficulty predictor; refuses one fitted for other models."""
+    path = settings.policy_path
+    if path is None:
+        return FixedPolicy(), None
+    if not path.exists():
+        if path != EMBEDDED_POLICY:
+            raise FileNotFoundError(f"TTC_POLICY_PATH={path} does not exist")
+        logger.warning("no calibrated policy at %s: auto runs best-of-N", path)
+        return FixedPolicy(), None
+    policy = CalibratedPolicy.load(path)
+    policy.check_models(ModelIds(generator=fingerprint(settings.generator_dir),
+                                 verifier=fingerprint(settings.prm_dir)))
+    spec = policy.difficulty
+    samples = settings.difficulty_samples or spec.samples
+    logger.info("policy %s: %d bins, %d-sample difficulty prediction", path, spec.bins, samples)
+    return policy, VerifierDifficulty(samples=samples, thresholds=tuple(spec.thresholds))
 
 
 def _config(settings: Settings, url: str, name: str) -> HttpBackendConfig:

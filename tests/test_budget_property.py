@@ -72,13 +72,13 @@ COSTS = CostModels(generator=FlopsModel(870_000, 4, 128), verifier=FlopsModel(86
     budget=st.floats(1e7, 1e11),
     strategy=st.sampled_from(sorted(STRATEGIES)),
     n=st.one_of(st.none(), st.integers(1, 64)),
-    width=st.sampled_from([1, 2, 4, 8]),
+    width=st.sampled_from([1, 2, 4, 8, "sqrt"]),
     max_tokens=st.integers(4, 160),
     ratio=st.sampled_from([0.0625, 1.0, 4.0, 64.0]),
     seed=st.integers(0, 2**16),
 )
 def test_no_strategy_ever_spends_more_than_its_budget(budget: float, strategy: str, n: int | None,
-                                                      width: int, max_tokens: int, ratio: float,
+                                                      width: int | str, max_tokens: int, ratio: float,
                                                       seed: int) -> None:
     rng = random.Random(seed)
     engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng), COSTS)
@@ -86,7 +86,7 @@ def test_no_strategy_ever_spends_more_than_its_budget(budget: float, strategy: s
     if strategy in ("beam_search", "dvts", "lookahead"):
         params = {"beam_width": width, "step_tokens": max(1, max_tokens // 3)}
         if n is not None:
-            params["n"] = max(n, width)
+            params["n"] = max(n, width) if isinstance(width, int) else n
     elif strategy == "revisions":
         params = {"ratio": ratio} | ({"n": n} if n else {})
     elif n is not None:
@@ -101,3 +101,45 @@ def test_no_strategy_ever_spends_more_than_its_budget(budget: float, strategy: s
     assert outcome.ledger.used <= budget
     assert outcome.result.samples >= 1
     assert outcome.ledger.used == sum(outcome.ledger.spent.values())
+
+
+POLICY_STRATEGIES = [("best_of_n", {}), ("majority", {}), ("beam_search", {"beam_width": 4}),
+                     ("beam_search", {"beam_width": "sqrt"}), ("lookahead", {"beam_width": 2}),
+                     ("dvts", {"beam_width": 4}), ("revisions", {"ratio": 4.0})]
+
+
+@settings(max_examples=300)
+@given(
+    budget=st.floats(1e7, 1e11),
+    choices=st.lists(st.sampled_from(range(len(POLICY_STRATEGIES))), min_size=10, max_size=10),
+    samples=st.integers(1, 8),
+    max_tokens=st.integers(4, 160),
+    seed=st.integers(0, 2**16),
+)
+def test_auto_with_the_difficulty_estimate_charged_never_spends_more_than_its_budget(
+        budget: float, choices: list[int], samples: int, max_tokens: int, seed: int) -> None:
+    """auto = predict (charged to the request) + whatever the policy picks for the bin and what is
+    left, reusing the prediction's samples."""
+    from router.difficulty import VerifierDifficulty
+    from router.policy import CalibratedPolicy
+
+    grid = [1e8, 1e9]
+    policy = CalibratedPolicy.model_validate({
+        "models": {"generator": "g", "verifier": "v"},
+        "difficulty": {"samples": samples, "thresholds": [0.2, 0.4, 0.6, 0.8]},
+        "table": {b: [{"budget": g, "strategy": POLICY_STRATEGIES[choices[2 * (b - 1) + i]][0],
+                       "params": POLICY_STRATEGIES[choices[2 * (b - 1) + i]][1]}
+                      for i, g in enumerate(grid)] for b in range(1, 6)}})
+    rng = random.Random(seed)
+    engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng), COSTS, policy=policy,
+                    difficulty=VerifierDifficulty(samples, tuple(policy.difficulty.thresholds)))
+    request = EngineRequest(prompt="question: 12+7-3\n", flops_budget=budget,
+                            sampling=SamplingConfig(max_tokens=max_tokens))
+    try:
+        outcome = asyncio.run(engine.complete(request))
+    except BudgetTooSmall as refused:
+        assert refused.minimum > budget or refused.minimum > 0
+        return
+    assert outcome.ledger.used <= budget
+    assert outcome.difficulty is not None and 1 <= outcome.difficulty.bin <= 5
+    assert outcome.ledger.spent["difficulty"] > 0 or outcome.difficulty.samples == 0

@@ -18,11 +18,25 @@ def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> No
         assert (generator_dir / name).exists(), name
     assert json.loads((generator_dir / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
+    _prm_body_starts_as_the_generator_body(generator_dir)
     prm_report = training.train_prm(training.SMOKE_PRM, generator_dir, prm_dir)
     config = json.loads((prm_dir / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and len(config["id2label"]) == 2
     assert prm_report.final_loss == prm_report.final_loss  # not NaN
     assert FlopsModel.from_model_dir(prm_dir).matmul_params > 0
+
+
+def _prm_body_starts_as_the_generator_body(generator_dir: Path) -> None:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    generator = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
+    prm, _ = training.prm_from_generator(generator_dir)
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
+    mask = torch.ones_like(ids)
+    expected = generator.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    actual = prm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(actual, expected)
 
 
 def test_revise_examples_put_the_closest_wrong_attempt_last() -> None:
@@ -31,12 +45,25 @@ def test_revise_examples_put_the_closest_wrong_attempt_last() -> None:
     problem = task.Problem((10, 5), ("+",), level=1)
     samples = [["10+5=15\nanswer: 15\n", "10+5=99\nanswer: 99\n", "10+5=16\nanswer: 16\n"]]
     for seed in range(20):
-        (example,) = training.build_revise_examples([problem], samples, random.Random(seed))
+        (example,) = training.build_revise_examples([problem], samples, random.Random(seed),
+                                                    on_policy_context=0.0)
         assert example.target == problem.solution()
         attempts = example.prompt.count("attempt:")
         assert attempts <= 2 and "answer: 15" not in example.prompt  # correct samples are not attempts
         if attempts == 2:
             assert example.prompt.rindex("answer: 16") > example.prompt.rindex("answer: 99")
+
+
+def test_on_policy_revise_contexts_can_hold_a_correct_attempt_that_the_target_keeps() -> None:
+    import random
+
+    problem = task.Problem((10, 5), ("+",), level=1)
+    samples = [["10+5=15\nanswer: 15\n", "10+5=99\nanswer: 99\n"]]
+    examples = [training.build_revise_examples([problem], samples, random.Random(seed),
+                                               on_policy_context=1.0)[0] for seed in range(30)]
+    assert all(1 <= ex.prompt.count("attempt:") <= 2 for ex in examples)
+    kept = [ex for ex in examples if "answer: 15" in ex.prompt]
+    assert kept and all(ex.target == problem.solution() for ex in kept)
 
 
 def test_soft_labels_follow_math_shepherd() -> None:

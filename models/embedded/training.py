@@ -59,11 +59,14 @@ class GeneratorRecipe:
     size: str = "small"
     seed: int = 0
     solve_steps: int = 1500
-    revise_steps: int = 300
+    revise_steps: int = 500
     batch_size: int = 64
     lr: float = 2e-3
-    revise_questions: int = 2000
+    revise_questions: int = 3000
     revise_samples: int = 6
+    # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
+    # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
+    on_policy_context: float = 0.5
     threads: int = 2
 
 
@@ -72,11 +75,16 @@ class PrmRecipe:
     size: str = "prm"
     seed: int = 0
     questions: int = 3000
-    samples_per_question: int = 4
+    # Valid step prefixes are shared by a question's samples and rolled out once, so more samples
+    # per question buy more (mostly wrong) solutions to learn from at little rollout cost.
+    samples_per_question: int = 8
     rollouts: int = 8
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 32
-    lr: float = 1.5e-3
+    lr: float = 1e-3
+    # Start the PRM's body from the generator's weights, as Qwen2.5-Math-PRM starts from its policy
+    # model: checking a step's arithmetic is what the generator already does when it writes one.
+    init_from_generator: bool = True
     threads: int = 2
 
 
@@ -138,6 +146,27 @@ class ProcessRewardModel(nn.Module):
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         logits: torch.Tensor = self.score(hidden)
         return logits
+
+
+def prm_from_generator(generator_dir: Path) -> tuple[ProcessRewardModel, Qwen2Config]:
+    """A PRM whose Qwen2 body computes exactly what the Llama generator's body computes.
+
+    The two architectures differ only in Qwen2's q/k/v biases, which start at zero; the score head is
+    new. (The generator's LM head is dropped.)"""
+    generator = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
+    g = generator.config
+    config = prm_config(ModelSize(g.hidden_size, g.num_hidden_layers, g.num_attention_heads,
+                                  g.intermediate_size))
+    model = ProcessRewardModel(config)
+    body = {k.removeprefix("model."): v for k, v in generator.state_dict().items()
+            if k.startswith("model.")}
+    missing, unexpected = model.model.load_state_dict(body, strict=False)
+    assert not unexpected and all(k.endswith("_proj.bias") for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for name, param in model.model.named_parameters():
+            if name in missing:
+                param.zero_()
+    return model, config
 
 
 # ---------------------------------------------------------------- data
@@ -265,21 +294,31 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
-                          rng: random.Random) -> list[Example]:
-    """Snell et al. §6: k in 0..4 of the model's own wrong attempts, the last one the closest to the
-    correct solution by edit distance; the target is the correct solution. (We know every correct
-    solution exactly, so questions the model never solved give examples too.)"""
+                          rng: random.Random, on_policy_context: float) -> list[Example]:
+    """Revise examples from the model's own samples; the target is always the correct solution.
+
+    Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
+    closest to the correct solution by edit distance. Trained on that alone, our reviser learned that
+    whatever is in its context is wrong and revised correct answers away (pass@1 fell from 0.52 to 0.03
+    over four revisions at level 3). So a share ``on_policy_context`` of the examples instead holds
+    1..4 of the model's attempts as they were drawn, right or wrong, which is what a revision chain
+    shows it at inference: where the context holds a correct attempt the target keeps it. (We know
+    every correct solution exactly, so questions the model never solved give examples too.)"""
     examples = []
     for problem, attempts in zip(problems, samples, strict=True):
         correct = problem.solution()
-        wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
-                                   if not task.grade(problem, a).correct))
-        k = rng.randint(0, min(task.MAX_REVISION_CONTEXT, len(wrong)))
-        chosen = rng.sample(wrong, k)
-        if chosen:
-            closest = min(chosen, key=lambda a: edit_distance(a, correct))
-            chosen.remove(closest)
-            chosen.append(closest)
+        if rng.random() < on_policy_context and attempts:
+            k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
+            chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
+        else:
+            wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
+                                       if not task.grade(problem, a).correct))
+            k = rng.randint(0, min(task.MAX_REVISION_CONTEXT, len(wrong)))
+            chosen = rng.sample(wrong, k)
+            if chosen:
+                closest = min(chosen, key=lambda a: edit_distance(a, correct))
+                chosen.remove(closest)
+                chosen.append(closest)
         examples.append(Example(task.revise_prompt(problem, chosen), correct))
     return examples
 
@@ -328,7 +367,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         revise_problems = [next(stream) for _ in range(recipe.revise_questions)]
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
-        revise = build_revise_examples(revise_problems, samples, rng)
+        revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context)
         report.phases["revise_sampling_s"] = time.time() - phase
 
         def mixed_batches() -> Iterator[list[list[Example]]]:
@@ -452,8 +491,11 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainRep
     examples = prm_labels(problems, samples, rollout)
     report = TrainReport()
     report.phases["labelling_s"] = time.time() - started
-    config = prm_config(SIZES[recipe.size])
-    model = ProcessRewardModel(config)
+    if recipe.init_from_generator:
+        model, config = prm_from_generator(generator_dir)
+    else:
+        config = prm_config(SIZES[recipe.size])
+        model = ProcessRewardModel(config)
     report.parameters = count_parameters(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()

@@ -3,6 +3,9 @@ each survivor with M samples of the next step; best-of-N weighted over the finis
 
 from __future__ import annotations
 
+import math
+from typing import Annotated, Literal
+
 from pydantic import Field, model_validator
 
 from router.strategies.base import StrategyContext, StrategyParams, StrategyResult
@@ -11,23 +14,33 @@ from router.strategies.tree_search import (
     SearchConfig,
     Survivors,
     TreeSearch,
+    expected_shape,
     keep_best_per_parent,
     keep_top,
+    reused_node,
     select_answer,
     size_n,
 )
 
+SQRT_MIN_WIDTH = 2
+
 
 class TreeSearchParams(StrategyParams):
     n: int | None = Field(None, ge=1, le=1024, description="candidates; default: what the budget pays for")
-    beam_width: int = Field(4, ge=1, le=64, description="M: children per survivor")
+    beam_width: Annotated[int, Field(ge=1, le=64)] | Literal["sqrt"] = Field(
+        4, description="M: children per survivor; 'sqrt': the square root of N (the "
+        "paper's other setting), N as given or as the budget pays for")
     max_rounds: int = Field(40, ge=1, le=100, description="step rounds before the search stops")
     step_tokens: int = Field(32, ge=1, le=4096, description="max tokens of one step")
-    expected_steps: int = Field(8, ge=1, le=100, description="steps assumed when sizing N from the budget")
+    expected_steps: int = Field(8, ge=1, le=100, description="steps assumed when sizing N from the budget "
+                                "(used unless difficulty samples show the real shape)")
+    expected_step_tokens: int | None = Field(
+        None, ge=1, le=4096, description="tokens per step assumed when sizing N; default: what the "
+        "difficulty samples show, else step_tokens / 2")
 
     @model_validator(mode="after")
     def _n_holds_a_beam(self) -> TreeSearchParams:
-        if self.n is not None and self.n < self.beam_width:
+        if self.n is not None and isinstance(self.beam_width, int) and self.n < self.beam_width:
             raise ValueError(f"n ({self.n}) must be at least beam_width ({self.beam_width})")
         return self
 
@@ -43,8 +56,7 @@ class _StepSearch:
     params_model: type[StrategyParams] = TreeSearchParams
     survivors: Survivors = staticmethod(keep_top)
 
-    def _config(self, ctx: StrategyContext, params: TreeSearchParams, n: int) -> SearchConfig:
-        width = params.beam_width
+    def _config(self, ctx: StrategyContext, params: TreeSearchParams, n: int, width: int) -> SearchConfig:
         return SearchConfig(n=n, width=width, max_rounds=params.max_rounds,
                             step_tokens=min(params.step_tokens, ctx.sampling.max_tokens),
                             aggregation=params.aggregation, survivors=type(self).survivors,
@@ -52,20 +64,39 @@ class _StepSearch:
 
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, TreeSearchParams)
-        width = params.beam_width
-        return TreeSearch(ctx, self._config(ctx, params, width)).round_worst([Node()], width)
+        width = params.beam_width if isinstance(params.beam_width, int) else SQRT_MIN_WIDTH
+        # the search can shrink to a single first sample when the budget is that small
+        return TreeSearch(ctx, self._config(ctx, params, width, width)).round_worst([Node()], 1)
+
+    def _sizes(self, ctx: StrategyContext, params: TreeSearchParams, steps: float,
+               step_len: float) -> tuple[int, int]:
+        """(N, M): N as given or as the budget pays for, a multiple of M."""
+        lookahead = getattr(params, "lookahead", 0)
+        if isinstance(params.beam_width, int):
+            width = params.beam_width
+            n = params.n or size_n(ctx, width, step_len, steps, lookahead)
+            return max(n, width), width
+        n = params.n or size_n(ctx, 1, step_len, steps, lookahead)
+        width = max(SQRT_MIN_WIDTH, round(math.sqrt(n)))
+        return max(width, (n // width) * width), width
 
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, TreeSearchParams)
-        config = self._config(ctx, params, params.beam_width)
-        n = params.n or size_n(ctx, params.beam_width, config.step_tokens, params.expected_steps,
-                               config.lookahead)
-        search = TreeSearch(ctx, self._config(ctx, params, max(n, params.beam_width)))
+        step_tokens = min(params.step_tokens, ctx.sampling.max_tokens)
+        steps, step_len = expected_shape(ctx.reuse, step_tokens, params.expected_steps,
+                                         params.expected_step_tokens)
+        n, width = self._sizes(ctx, params, steps, step_len)
+        search = TreeSearch(ctx, self._config(ctx, params, n, width))
         finished, active, cut_short = await search.run()
-        sizes = {"n": search.first_n, "n_planned": search.config.n, "beam_width": params.beam_width,
-                 "keep": search.config.keep,
-                 "max_rounds": params.max_rounds, "step_tokens": search.config.step_tokens,
-                 "aggregation": params.aggregation, "n_requested": params.n}
+        # the difficulty samples, already paid for, join the final vote
+        finished += [reused_node(c, params.aggregation) for c in ctx.reuse if c.steps]
+        sizes: dict[str, object] = {
+            "n": search.first_n, "n_planned": n, "beam_width": width, "keep": search.config.keep,
+            "max_rounds": params.max_rounds, "step_tokens": step_tokens,
+                 "aggregation": params.aggregation, "n_requested": params.n,
+                 "planned_steps": round(steps, 2), "planned_step_tokens": round(step_len, 2)}
+        if params.beam_width == "sqrt":
+            sizes["beam_width_rule"] = "sqrt"
         if search.config.lookahead:
             sizes["lookahead"] = search.config.lookahead
         result = select_answer(finished, active, cut_short, {k: v for k, v in sizes.items() if v is not None},

@@ -47,14 +47,18 @@ class SequentialRevisions:
     name: str = "revisions"
     params_model: type[StrategyParams] = RevisionParams
 
-    def _attempt_worst(self, ctx: StrategyContext, scored: bool) -> float:
-        """An attempt with a full context of earlier attempts, all at max_tokens, PRM-scored."""
+    def _attempt_expected(self, ctx: StrategyContext, scored: bool) -> float:
+        """An attempt as long as the samples already drawn for this prompt (else half of max_tokens)
+        with a full context of such attempts: what sizing plans with. Each step of the chains is still
+        checked against its worst case before it runs."""
         costs, p, m = ctx.meter.costs, ctx.prompt_tokens, ctx.sampling.max_tokens
-        prompt = p + CONTEXT_ATTEMPTS * (m + 16) + 16
-        worst = costs.generator.generation(prompt, 0, [m])
+        seen = [c.tokens + len(c.steps) for c in ctx.reuse]
+        length = min(m, round(sum(seen) / len(seen))) if seen else max(1, m // 2)
+        prompt = p + CONTEXT_ATTEMPTS * (length + 4) + 4
+        expected = costs.generator.generation(prompt, 0, [length])
         if scored:
-            worst += costs.score_worst(prm_tokens_bound(p, m, m))
-        return worst
+            expected += costs.score_worst(prm_tokens_bound(p, length, length))
+        return expected
 
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, RevisionParams)
@@ -72,7 +76,7 @@ class SequentialRevisions:
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, RevisionParams)
         scored = params.selection == "weighted"
-        n = params.n or max(1, math.floor(ctx.meter.ledger.remaining / self._attempt_worst(ctx, scored)))
+        n = params.n or max(1, math.floor(ctx.meter.ledger.remaining / self._attempt_expected(ctx, scored)))
         parallel, sequential = split(n, params.ratio)
         chains: list[list[Candidate]] = [[] for _ in range(parallel)]
         for reused, chain in zip(ctx.reuse, chains, strict=False):  # difficulty samples start chains

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from models.protocols import GenerationRequest
 from router.budget import InsufficientBudget, prm_tokens_bound
 from router.selection import Aggregation, Scored, aggregate, extract_answer, weighted_best_of_n
-from router.strategies.base import StrategyContext, StrategyResult
+from router.strategies.base import Candidate, StrategyContext, StrategyResult
 
 
 @dataclass
@@ -196,12 +196,21 @@ class TreeSearch:
             step = max(1, self.config.width)
             fitting = n
             while fitting > 0 and self.round_worst(parents, fitting) > remaining:
-                fitting -= step if fitting > step else fitting
+                fitting -= step if fitting > step else 1  # below one beam's worth: down to 1
             return (parents if fitting else []), fitting, fitting < n
         ranked = sorted(parents, key=lambda node: node.score, reverse=True)
         while ranked and self.round_worst(ranked, n) > remaining:
             ranked.pop()
         return ranked, n, len(ranked) < len(parents)
+
+
+def reused_node(candidate: Candidate, aggregation: Aggregation) -> Node:
+    """A complete, already scored sample (difficulty prediction) as a finished beam: it joins the
+    final vote."""
+    scores = candidate.step_scores or []
+    return Node(text=candidate.text, steps=list(candidate.steps), tokens=candidate.tokens,
+                finished=True, finish_reason=candidate.finish_reason, step_scores=list(scores),
+                score=aggregate(scores, aggregation), group=-1)
 
 
 def _by_group(nodes: list[Node]) -> list[list[Node]]:
@@ -227,16 +236,30 @@ def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
                           samples=len(trace), trace=trace)
 
 
-def size_n(ctx: StrategyContext, width: int, step_tokens: int, expected_steps: int,
+def size_n(ctx: StrategyContext, width: int, expected_step_tokens: float, expected_steps: float,
            lookahead: int = 0) -> int:
-    """The largest N (a multiple of the width) whose search of ``expected_steps`` rounds fits the
-    budget, assuming every step runs to ``step_tokens``; each round is still checked before it runs."""
+    """The largest N (a multiple of the width) whose search is expected to fit the budget: each of
+    ``expected_steps`` rounds draws N children of ``expected_step_tokens`` and the PRM scores each
+    child's whole prefix. This is a plan, not a promise: every round is still checked against its
+    worst case before it runs, and shrinks (fewer first samples, then fewer parents) to fit."""
     costs, p = ctx.meter.costs, ctx.prompt_tokens
-    per_candidate = 0.0
-    for r in range(expected_steps):
-        context = p + r * (step_tokens + 1)
-        per_candidate += costs.generator.span(context, context + step_tokens * (1 + lookahead))
-        per_candidate += costs.score_worst(prm_tokens_bound(p, (r + 1 + lookahead) * step_tokens,
+    per_candidate, step = 0.0, expected_step_tokens
+    for r in range(math.ceil(expected_steps)):
+        context = round(p + r * (step + 1))
+        per_candidate += costs.generator.span(context, round(context + step * (1 + lookahead)))
+        per_candidate += costs.score_worst(prm_tokens_bound(p, round((r + 1 + lookahead) * step),
                                                             r + 1 + lookahead))
     n = math.floor(ctx.meter.ledger.remaining / per_candidate)
     return max(width, (n // width) * width) if n >= 1 else 0
+
+
+def expected_shape(candidates: Sequence[Candidate], step_tokens: int, expected_steps: int,
+                   expected_step_tokens: int | None) -> tuple[float, float]:
+    """(steps, tokens per step) to plan with: the caller's, else what the samples already drawn for
+    this prompt show (difficulty prediction), else half of the per-step cap."""
+    shaped = [c for c in candidates if c.steps]
+    if expected_step_tokens is not None or not shaped:
+        return float(expected_steps), float(expected_step_tokens or max(1, step_tokens // 2))
+    steps = sum(len(c.steps) for c in shaped) / len(shaped)
+    per_step = sum(c.tokens for c in shaped) / sum(len(c.steps) for c in shaped)
+    return max(1.0, steps), min(float(step_tokens), max(1.0, per_step))
