@@ -74,6 +74,118 @@ def train_prm(
                f"final loss {report.final_loss:.4f}")
 
 
+CALIBRATION_DIR = Path("bench/results/calibration")
+BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10,6.4e10"
+
+
+def _floats(text: str, param: str) -> tuple[float, ...]:
+    try:
+        values = tuple(sorted(float(v) for v in text.split(",") if v.strip()))
+    except ValueError as exc:
+        raise typer.BadParameter(f"comma-separated numbers, e.g. 1e9,2e9 ({exc})", param_hint=param) from None
+    if not values or min(values) <= 0:
+        raise typer.BadParameter("give at least one budget, all positive", param_hint=param)
+    return values
+
+
+@cli.command()
+def calibrate(
+    questions: Annotated[str, typer.Option(help="embedded:dev, or a prompt/answer JSONL")] = "embedded:dev",
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 30,
+    budgets: Annotated[str, typer.Option(help="FLOPs budgets of the grid")] = "1e9,2e9,4e9,8e9,1.6e10",
+    difficulty_samples: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="requests per server pair")] = 16,
+    generator_url: Annotated[list[str] | None, typer.Option(help="vLLM generator; repeat for more")] = None,
+    prm_url: Annotated[list[str] | None, typer.Option(help="vLLM PRM, one per --generator-url")] = None,
+    out_dir: Annotated[Path, typer.Option(help="records, summary, plots")] = CALIBRATION_DIR,
+    policy_out: Annotated[Path | None, typer.Option(help="where the policy goes (TTC_POLICY_PATH)")] = None,
+) -> None:
+    """Run the strategy grid on the calibration split and fit the compute-optimal policy (resumable:
+    finished runs are kept in OUT_DIR/records.jsonl and skipped when run again)."""
+    import asyncio
+    import json
+
+    from app.backends import backend_pairs, engines
+    from models.identity import fingerprint
+    from router.calibrate import calibrate as cal
+    from router.calibrate.dataset import load_questions
+    from router.calibrate.records import RecordStore
+    from router.policy import ModelIds
+
+    settings = Settings()
+    plan = cal.CalibrationPlan(budgets=_floats(budgets, "--budgets"), difficulty_samples=difficulty_samples,
+                               oracle_samples=oracle_samples, concurrency=concurrency)
+    items = load_questions(questions, per_level)
+    store = RecordStore(out_dir / "records.jsonl")
+
+    async def run() -> None:
+        async with backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
+            await cal.collect(engines(settings, pairs), items, store, plan)
+
+    asyncio.run(run())
+    models = ModelIds(generator=fingerprint(settings.generator_dir), verifier=fingerprint(settings.prm_dir))
+    policy, summary = cal.fit_policy(store, items, plan, models)
+    target = policy_out or settings.policy_path or out_dir / "policy.json"
+    policy.save(target)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    figures = cal.write_figures(summary, out_dir)
+    typer.echo(f"policy: {target}\nsummary: {out_dir / 'summary.json'}\nfigures: "
+               + ", ".join(str(f) for f in figures))
+
+
+@cli.command()
+def bench(
+    questions: Annotated[str, typer.Option(help="embedded:test, or a prompt/answer JSONL")] = "embedded:test",
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 30,
+    budgets: Annotated[str, typer.Option(help="budgets for auto and the fixed strategies")] = "2e9,4e9,8e9",
+    curve_budgets: Annotated[str, typer.Option(help="best-of-N budgets")] = BEST_OF_N_CURVE,
+    oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,
+    generator_url: Annotated[list[str] | None, typer.Option()] = None,
+    prm_url: Annotated[list[str] | None, typer.Option()] = None,
+    out_dir: Annotated[Path, typer.Option()] = Path("bench/results/auto"),
+) -> None:
+    """Held-out benchmark: auto (difficulty charged) vs every fixed strategy vs best-of-N."""
+    import asyncio
+    import json
+
+    from app.backends import backend_pairs, engines
+    from app.state import load_policy
+    from router.calibrate import bench as bench_module
+    from router.calibrate.dataset import load_questions
+    from router.calibrate.records import RecordStore
+    from router.policy import CalibratedPolicy
+
+    settings = Settings()
+    policy, difficulty = load_policy(settings)
+    if not isinstance(policy, CalibratedPolicy) or difficulty is None:
+        raise typer.BadParameter("no calibrated policy (run `ttc-serve calibrate` first)")
+    plan = bench_module.BenchPlan(budgets=_floats(budgets, "--budgets"),
+                                  curve_budgets=_floats(curve_budgets, "--curve-budgets"),
+                                  oracle_samples=oracle_samples, concurrency=concurrency)
+    items = load_questions(questions, per_level)
+    store = RecordStore(out_dir / "records.jsonl")
+
+    async def run() -> None:
+        async with backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
+            await bench_module.collect(engines(settings, pairs),
+                                       engines(settings, pairs, policy=policy, difficulty=difficulty),
+                                       items, store, plan)
+
+    asyncio.run(run())
+    summary = bench_module.summarise(store, items, plan, policy)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    figures = bench_module.write_figures(summary, out_dir)
+    for budget, entry in summary["budgets"].items():
+        eff = entry["efficiency"]
+        typer.echo(f"B={budget}: auto {entry['auto']['accuracy']:.3f}, best fixed "
+                   f"{entry['auto_minus_best_fixed']['best_fixed']} "
+                   f"{entry['fixed'][entry['auto_minus_best_fixed']['best_fixed']]['accuracy']:.3f}, "
+                   f"efficiency x{eff['ratio']:.2f} ({eff['bound']})")
+    typer.echo("figures: " + ", ".join(str(f) for f in figures))
+
+
 def main() -> None:
     cli()
 

@@ -80,17 +80,21 @@ class Engine:
     async def complete(self, request: EngineRequest) -> EngineResult:
         if request.strategy != AUTO and request.strategy not in STRATEGIES:
             raise UnknownStrategy(request.strategy, [AUTO, *STRATEGIES])
-        prompt_tokens = await self.generator.count_tokens(request.prompt)
-        sampling = self._fit_context(request, prompt_tokens)
-        ledger = Ledger(budget=request.flops_budget)
-        ctx = StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens,
-                              meter=Meter(ledger, self.generator, self.verifier, self.costs),
-                              sampling=sampling)
+        ctx = await self.context(request)
         try:
             async with asyncio.timeout(request.deadline_s):
-                return await self._run(request, ctx, prompt_tokens)
+                return await self._run(request, ctx, ctx.prompt_tokens)
         except TimeoutError as exc:
             raise DeadlineExceeded(request.deadline_s or 0.0) from exc
+
+    async def context(self, request: EngineRequest) -> StrategyContext:
+        """A fresh ledger and metered model access for one request (its prompt counted, max_tokens
+        fitted to the models' context)."""
+        prompt_tokens = await self.generator.count_tokens(request.prompt)
+        sampling = self._fit_context(request, prompt_tokens)
+        meter = Meter(Ledger(budget=request.flops_budget), self.generator, self.verifier, self.costs)
+        return StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens, meter=meter,
+                               sampling=sampling)
 
     async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
         difficulty = None

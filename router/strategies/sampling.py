@@ -1,8 +1,11 @@
 """Independent sampling sized by the budget, shared by best-of-N weighted and majority voting.
 
-The first wave draws as many samples as the budget pays for in the worst case (each one running to
-``max_tokens``); samples usually stop early, so further waves spend what is left, until one more
-sample no longer fits or the wave limit is reached.
+A wave of samples is started only if its generation fits what remains in the worst case (every
+sample running to ``max_tokens``): that is the guarantee. The PRM pass after it is planned at its
+expected cost (the samples seen so far, else a full-length sample with a step every 4 tokens) and
+checked against the real lengths once they are known; a sample the budget cannot score any more
+scores 0 and so drops out of the weighted vote. Samples usually stop early, so further waves spend
+what is left, until one more sample no longer fits or the wave limit is reached.
 """
 
 from __future__ import annotations
@@ -23,18 +26,43 @@ def per_sample_worst(ctx: StrategyContext, scored: bool) -> float:
     return worst
 
 
+def per_sample_planned(ctx: StrategyContext, scored: bool, seen: list[Candidate]) -> float:
+    """Generation at its worst case, the PRM pass at its expected cost."""
+    costs, p, m = ctx.meter.costs, ctx.prompt_tokens, ctx.sampling.max_tokens
+    planned = costs.sample_worst(p, m)
+    if scored:
+        shaped = [c for c in seen if c.steps]
+        if shaped:
+            planned += sum(costs.score_worst(_score_bound(ctx, c)) for c in shaped) / len(shaped)
+        else:
+            planned += costs.score_worst(prm_tokens_bound(p, m, max(1, m // 4)))
+    return planned
+
+
 def min_sampling_flops(ctx: StrategyContext, scored: bool) -> float:
     return ctx.meter.costs.generator.span(0, ctx.prompt_tokens) + per_sample_worst(ctx, scored)
 
 
+def _score_bound(ctx: StrategyContext, candidate: Candidate) -> int:
+    return prm_tokens_bound(ctx.prompt_tokens, candidate.tokens, len(candidate.steps))
+
+
 async def score_candidates(ctx: StrategyContext, candidates: list[Candidate],
                            aggregation: Aggregation) -> None:
-    """PRM-score every candidate with steps in one verifier call; those without steps score 0."""
-    todo = [c for c in candidates if c.steps]
-    if todo:
-        bounds = [prm_tokens_bound(ctx.prompt_tokens, c.tokens, len(c.steps)) for c in todo]
-        result = await ctx.meter.score([ctx.prompt] * len(todo), [c.steps for c in todo], bounds)
-        for cand, scores in zip(todo, result.step_scores, strict=True):
+    """PRM-score, in one verifier call, every candidate with steps that the budget still pays for
+    (in order); the others score 0."""
+    remaining, affordable, total = ctx.meter.ledger.remaining, [], 0.0
+    for cand in (c for c in candidates if c.steps):
+        cost = ctx.meter.costs.score_worst(_score_bound(ctx, cand))
+        if total + cost > remaining:
+            break
+        total += cost
+        affordable.append(cand)
+    if affordable:
+        bounds = [_score_bound(ctx, c) for c in affordable]
+        result = await ctx.meter.score([ctx.prompt] * len(affordable), [c.steps for c in affordable],
+                                       bounds)
+        for cand, scores in zip(affordable, result.step_scores, strict=True):
             cand.step_scores = scores
     for cand in candidates:
         cand.score = aggregate(cand.step_scores or [], aggregation)
@@ -53,12 +81,12 @@ async def draw(ctx: StrategyContext, limit: int | None, scored: bool,
             cand.score = aggregate(cand.step_scores or [], aggregation)
     ledger, sampling = ctx.meter.ledger, ctx.sampling
     prompt_cost = ctx.meter.costs.generator.span(0, ctx.prompt_tokens)
-    unit = per_sample_worst(ctx, scored)
     cut_short = False
     for wave in range(sampling.max_waves):
         want = sampling.max_samples_per_call if limit is None else limit - len(candidates)
         if want <= 0:
             break
+        unit = per_sample_planned(ctx, scored, candidates)
         affordable = math.floor((ledger.remaining - prompt_cost) / unit)
         n = min(want, affordable, sampling.max_samples_per_call)
         if n < 1:
