@@ -1,0 +1,68 @@
+"""Fitting the policy from grid results, and the benchmark's statistics (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.calibrate import fit, stats
+from router.calibrate.records import RecordStore
+
+
+def rows(table: dict[tuple[str, float], list[bool]]) -> list[dict[str, object]]:
+    out = []
+    for (config, budget), hits in table.items():
+        for i, hit in enumerate(hits):
+            out.append({"phase": "grid", "config": config, "budget": budget, "qid": f"q{i}",
+                        "correct": hit, "flops_used": budget / 2})
+    return out
+
+
+def test_choose_best_picks_per_bin_and_breaks_ties_by_spend() -> None:
+    data = rows({("a", 1.0): [True, True, False, False], ("b", 1.0): [False, False, True, True]})
+    bins = {"q0": 1, "q1": 1, "q2": 2, "q3": 2}
+    chosen = fit.choose_best(data, bins)
+    assert chosen[(1, 1.0)].config == "a" and chosen[(2, 1.0)].config == "b"
+    cheaper = [dict(r, flops_used=0.1) if r["config"] == "b" else r for r in data]
+    assert fit.choose_best(cheaper, dict.fromkeys(bins, 1))[(1, 1.0)].config == "b"  # 50% each
+
+
+def test_cross_validation_chooses_on_one_fold_and_measures_on_the_other() -> None:
+    # "a" wins in bin 1 and "b" in bin 2 on every question: the per-bin choice is right everywhere,
+    # while any single configuration is wrong on half.
+    n = 20
+    data = rows({("a", 1.0): [i < n // 2 for i in range(n)], ("b", 1.0): [i >= n // 2 for i in range(n)]})
+    bins = {f"q{i}": 1 if i < n // 2 else 2 for i in range(n)}
+    cv = fit.cross_validated(data, bins)[1.0]
+    assert cv["per_bin_choice"] == 1.0 and cv["single_best"] <= 0.5 and cv["questions"] == n
+
+
+def test_agreement_counts_exact_and_near_matches() -> None:
+    result = fit.agreement({"a": 1, "b": 2, "c": 5}, {"a": 1, "b": 3, "c": 3})
+    assert result["exact"] == pytest.approx(1 / 3) and result["within_one"] == pytest.approx(2 / 3)
+    assert result["matrix"][2][1] == 1 and sum(map(sum, result["matrix"])) == 3
+
+
+def test_flops_to_reach_interpolates_and_says_when_it_is_a_bound() -> None:
+    curve = [(1e9, 0.4), (4e9, 0.6), (1.6e10, 0.7)]
+    flops, how = stats.flops_to_reach(curve, 0.5)
+    assert how == "measured" and flops == pytest.approx(2e9)
+    assert stats.flops_to_reach(curve, 0.9) == (1.6e10, "above")
+    assert stats.flops_to_reach(curve, 0.3) == (1e9, "below")
+
+
+def test_wilson_and_paired_bootstrap() -> None:
+    low, high = stats.wilson(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.19, abs=0.01)
+    diff, low, high = stats.paired_bootstrap([True] * 30 + [False] * 10, [True] * 20 + [False] * 20)
+    assert diff == pytest.approx(0.25) and 0 < low < diff < high
+
+
+def test_record_store_resumes(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "r.jsonl"
+    store = RecordStore(path)
+    row = {"phase": "grid", "config": "a", "budget": 1e9, "qid": "q1", "correct": True}
+    store.add(row)
+    again = RecordStore(path)
+    assert ("grid", "a", 1e9, "q1") in again and again.phase("grid") == [row]
