@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-strategies train eval-models clean
+.PHONY: install serve test lint bench bench-overhead calibrate bench-strategies train eval-models clean
 
 install: $(VENV)/.installed
 
@@ -29,11 +29,19 @@ lint: install
 	$(VENV)/bin/ruff check app router models tests bench
 	$(VENV)/bin/mypy app router models
 
+# Held-out benchmark (test split): auto (difficulty charged) vs every fixed strategy vs best-of-N.
 bench: install
+	$(VENV)/bin/ttc-serve bench
+
+bench-overhead: install
 	$(PY) -m bench.overhead
 
-bench-strategies: install
-	$(PY) -m bench.strategies
+# The strategy grid on the dev split (accuracy vs FLOPs per strategy, per level and per bin) and the
+# policy fitted from it; resumable.
+calibrate: install
+	$(VENV)/bin/ttc-serve calibrate
+
+bench-strategies: calibrate
 
 eval-models: install
 	$(PY) -m bench.eval_models

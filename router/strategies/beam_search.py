@@ -88,8 +88,10 @@ class _StepSearch:
         n, width = self._sizes(ctx, params, steps, step_len)
         search = TreeSearch(ctx, self._config(ctx, params, n, width))
         finished, active, cut_short = await search.run()
-        # the difficulty samples, already paid for, join the final vote
-        finished += [reused_node(c, params.aggregation) for c in ctx.reuse if c.steps]
+        # the difficulty samples, already paid for, join the final vote (traced as round -1)
+        reused = [reused_node(c, params.aggregation) for c in ctx.reuse if c.steps]
+        search.record(reused, -1)
+        finished += reused
         sizes: dict[str, object] = {
             "n": search.first_n, "n_planned": n, "beam_width": width, "keep": search.config.keep,
             "max_rounds": params.max_rounds, "step_tokens": step_tokens,

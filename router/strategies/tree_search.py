@@ -145,7 +145,7 @@ class TreeSearch:
             if not node.steps:
                 node.score = 0.0
 
-    def _record(self, nodes: list[Node], round_index: int) -> None:
+    def record(self, nodes: list[Node], round_index: int) -> None:
         for node in nodes:
             node.node_id = len(self.trace)
             self.trace.append({"id": node.node_id, "round": round_index, "parent": node.parent_id,
@@ -178,7 +178,7 @@ class TreeSearch:
                 await self.score(flat)
             except InsufficientBudget:
                 return finished, parents if round_index else [], True
-            self._record(flat, round_index)
+            self.record(flat, round_index)
             self.rounds = round_index + 1
             finished += [c for c in flat if c.finished]
             survivors = config.survivors(children, config.keep)
