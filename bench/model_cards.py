@@ -27,15 +27,22 @@ ROLES = {
 
 KNOWN_LIMITS = {
     "generator-small": (
-        "- **The reviser does not yet improve on its first attempt** (the table above: pass@1 falls "
-        "with every revision). The paper's recipe puts only wrong attempts in the revise context, so "
-        "the model learned that whatever is in context is wrong and moves away from it, correct or "
-        "not. Planned fix: also train on contexts that hold a correct attempt (target: keep it).\n"
-        "- Best-of-16 weighted by the PRM does not beat majority@16 except on level 3: the PRM ranks "
-        "well across levels (AUROC 0.86 overall) but weakly within one (0.60–0.77)."),
+        "- **The reviser still does not improve on its first attempt** (the table above), though it "
+        "falls far less than the first version did (level 3: 0.58 → 0.20 over four attempts, was "
+        "0.52 → 0.03). Half of its revise examples now show its own attempts as drawn (right or "
+        "wrong, target the correct solution), half follow the paper (wrong attempts only). Read "
+        "side by side, its revisions keep a correct attempt about half the time and otherwise "
+        "perturb numbers (`84-15=69` → `84-15=79`): the wrong-only half teaches that an attempt in "
+        "context must change, and at 0.9M parameters it cannot tell which step is wrong. Next: "
+        "on-policy contexts only, and many more distinct revise questions (3,000 now, each seen "
+        "about five times).\n"
+        "- Level 5 pass@1 is 0.125, above the 0.1 the task asks of its hardest setting; level 5 "
+        "needs to be harder (e.g. 7 operations)."),
     "prm": (
-        "- Discrimination within a level is weak (AUROC 0.60–0.77), so weighting by it adds little "
-        "over majority voting yet; more labelled solutions and rollouts per prefix are the next step."),
+        "- Started from the generator's weights (as Qwen2.5-Math-PRM starts from its policy model) "
+        "and trained on 8 samples per question, it still discriminates weakly within a level "
+        "(AUROC 0.66–0.72; 0.86 across levels): best-of-16 weighted ties majority@16 at levels 2–3 "
+        "and trails it at 4–5."),
 }
 
 
