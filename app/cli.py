@@ -75,7 +75,7 @@ def train_prm(
 
 
 CALIBRATION_DIR = Path("bench/results/calibration")
-BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10,6.4e10"
+BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
 
 
 def _floats(text: str, param: str) -> tuple[float, ...]:
@@ -91,8 +91,8 @@ def _floats(text: str, param: str) -> tuple[float, ...]:
 @cli.command()
 def calibrate(
     questions: Annotated[str, typer.Option(help="embedded:dev, or a prompt/answer JSONL")] = "embedded:dev",
-    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 30,
-    budgets: Annotated[str, typer.Option(help="FLOPs budgets of the grid")] = "1e9,2e9,4e9,8e9,1.6e10",
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
+    budgets: Annotated[str, typer.Option(help="FLOPs budgets of the grid")] = "1e9,1.5e9,2e9,4e9,8e9",
     difficulty_samples: Annotated[int, typer.Option(min=1, max=64)] = 4,
     oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="requests per server pair")] = 16,
@@ -137,7 +137,7 @@ def calibrate(
 @cli.command()
 def bench(
     questions: Annotated[str, typer.Option(help="embedded:test, or a prompt/answer JSONL")] = "embedded:test",
-    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 30,
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
     budgets: Annotated[str, typer.Option(help="budgets for auto and the fixed strategies")] = "2e9,4e9,8e9",
     curve_budgets: Annotated[str, typer.Option(help="best-of-N budgets")] = BEST_OF_N_CURVE,
     oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,

@@ -28,7 +28,7 @@ BEST_OF_N = "best_of_n"
 @dataclass(frozen=True)
 class BenchPlan:
     budgets: tuple[float, ...] = (2e9, 4e9, 8e9)
-    curve_budgets: tuple[float, ...] = (1e9, 2e9, 4e9, 8e9, 1.6e10, 3.2e10, 6.4e10)
+    curve_budgets: tuple[float, ...] = (1e9, 2e9, 4e9, 8e9, 1.6e10, 3.2e10)
     configs: tuple[GridConfig, ...] = DEFAULT_GRID
     oracle_samples: int = 16
     concurrency: int = 16

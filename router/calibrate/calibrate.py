@@ -24,7 +24,7 @@ from router.policy import CalibratedPolicy, DifficultySpec, GridPoint, ModelIds
 
 @dataclass(frozen=True)
 class CalibrationPlan:
-    budgets: tuple[float, ...] = (1e9, 2e9, 4e9, 8e9, 1.6e10)
+    budgets: tuple[float, ...] = (1e9, 1.5e9, 2e9, 4e9, 8e9)
     configs: tuple[GridConfig, ...] = DEFAULT_GRID
     difficulty_samples: int = 4
     oracle_samples: int = 16

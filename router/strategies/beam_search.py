@@ -56,11 +56,13 @@ class _StepSearch:
     params_model: type[StrategyParams] = TreeSearchParams
     survivors: Survivors = staticmethod(keep_top)
 
-    def _config(self, ctx: StrategyContext, params: TreeSearchParams, n: int, width: int) -> SearchConfig:
+    def _config(self, ctx: StrategyContext, params: TreeSearchParams, n: int, width: int,
+                expected_step_tokens: float = 0.0) -> SearchConfig:
         return SearchConfig(n=n, width=width, max_rounds=params.max_rounds,
                             step_tokens=min(params.step_tokens, ctx.sampling.max_tokens),
                             aggregation=params.aggregation, survivors=type(self).survivors,
-                            keep=max(1, n // width), lookahead=getattr(params, "lookahead", 0))
+                            keep=max(1, n // width), lookahead=getattr(params, "lookahead", 0),
+                            expected_step_tokens=expected_step_tokens)
 
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, TreeSearchParams)
@@ -71,12 +73,13 @@ class _StepSearch:
     def _sizes(self, ctx: StrategyContext, params: TreeSearchParams, steps: float,
                step_len: float) -> tuple[int, int]:
         """(N, M): N as given or as the budget pays for, a multiple of M."""
+        step_tokens = min(params.step_tokens, ctx.sampling.max_tokens)
         lookahead = getattr(params, "lookahead", 0)
         if isinstance(params.beam_width, int):
             width = params.beam_width
-            n = params.n or size_n(ctx, width, step_len, steps, lookahead)
+            n = params.n or size_n(ctx, width, step_len, steps, lookahead, step_tokens)
             return max(n, width), width
-        n = params.n or size_n(ctx, 1, step_len, steps, lookahead)
+        n = params.n or size_n(ctx, 1, step_len, steps, lookahead, step_tokens)
         width = max(SQRT_MIN_WIDTH, round(math.sqrt(n)))
         return max(width, (n // width) * width), width
 
@@ -86,7 +89,7 @@ class _StepSearch:
         steps, step_len = expected_shape(ctx.reuse, step_tokens, params.expected_steps,
                                          params.expected_step_tokens)
         n, width = self._sizes(ctx, params, steps, step_len)
-        search = TreeSearch(ctx, self._config(ctx, params, n, width))
+        search = TreeSearch(ctx, self._config(ctx, params, n, width, step_len))
         finished, active, cut_short = await search.run()
         # the difficulty samples, already paid for, join the final vote (traced as round -1)
         reused = [reused_node(c, params.aggregation) for c in ctx.reuse if c.steps]

@@ -18,6 +18,7 @@ from router.strategies.base import Candidate, StrategyContext, StrategyParams, S
 from router.strategies.sampling import score_candidates
 
 CONTEXT_ATTEMPTS = 4  # the paper keeps the 4 most recent attempts in context
+MAX_PLANNED = 1024  # attempts; as RevisionParams.n
 
 
 class RevisionParams(StrategyParams):
@@ -47,18 +48,37 @@ class SequentialRevisions:
     name: str = "revisions"
     params_model: type[StrategyParams] = RevisionParams
 
-    def _attempt_expected(self, ctx: StrategyContext, scored: bool) -> float:
-        """An attempt as long as the samples already drawn for this prompt (else half of max_tokens)
-        with a full context of such attempts: what sizing plans with. Each step of the chains is still
-        checked against its worst case before it runs."""
-        costs, p, m = ctx.meter.costs, ctx.prompt_tokens, ctx.sampling.max_tokens
-        seen = [c.tokens + len(c.steps) for c in ctx.reuse]
-        length = min(m, round(sum(seen) / len(seen))) if seen else max(1, m // 2)
-        prompt = p + CONTEXT_ATTEMPTS * (length + 4) + 4
-        expected = costs.generator.generation(prompt, 0, [length])
-        if scored:
-            expected += costs.score_worst(prm_tokens_bound(p, length, length))
-        return expected
+    def _shape(self, ctx: StrategyContext) -> tuple[int, int]:
+        """(tokens, steps) of an attempt: as the samples already drawn for this prompt show them,
+        else half of max_tokens with a step every 4 tokens."""
+        m, seen = ctx.sampling.max_tokens, [c for c in ctx.reuse if c.steps]
+        if seen:
+            tokens = min(m, round(sum(c.tokens for c in seen) / len(seen)))
+            return max(1, tokens), max(1, round(sum(len(c.steps) for c in seen) / len(seen)))
+        return max(1, m // 2), max(1, m // 8)
+
+    def _scoring_expected(self, ctx: StrategyContext) -> float:
+        tokens, steps = self._shape(ctx)
+        return ctx.meter.costs.score_worst(prm_tokens_bound(ctx.prompt_tokens, tokens, steps))
+
+    def _plan(self, ctx: StrategyContext, ratio: float, scored: bool) -> int:
+        """The most attempts whose chains (``split(n, ratio)``) are expected to fit the budget, each
+        attempt as long as ``_shape`` says and seeing up to 4 earlier ones. A plan: each step of the
+        chains is still checked before it runs (generation at its worst case)."""
+        costs, p = ctx.meter.costs, ctx.prompt_tokens
+        tokens, _ = self._shape(ctx)
+        per_attempt = [costs.generator.generation(p + j * (tokens + 4) + (4 if j else 0), 0, [tokens])
+                       + (self._scoring_expected(ctx) if scored else 0.0)
+                       for j in range(CONTEXT_ATTEMPTS + 1)]
+        remaining, best = ctx.meter.ledger.remaining, 1
+        for n in range(1, MAX_PLANNED + 1):
+            parallel, sequential = split(n, ratio)
+            chain = sum(per_attempt[min(j, CONTEXT_ATTEMPTS)] for j in range(sequential))
+            if parallel * chain <= remaining:
+                best = n
+            elif parallel * chain > 2 * remaining:
+                break
+        return best
 
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, RevisionParams)
@@ -76,7 +96,7 @@ class SequentialRevisions:
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, RevisionParams)
         scored = params.selection == "weighted"
-        n = params.n or max(1, math.floor(ctx.meter.ledger.remaining / self._attempt_expected(ctx, scored)))
+        n = params.n or self._plan(ctx, params.ratio, scored)
         parallel, sequential = split(n, params.ratio)
         chains: list[list[Candidate]] = [[] for _ in range(parallel)]
         for reused, chain in zip(ctx.reuse, chains, strict=False):  # difficulty samples start chains
@@ -88,11 +108,11 @@ class SequentialRevisions:
             if not todo:
                 continue
             bounds = [self._prompt_bound(ctx, c) for c in todo]
+            # generation at its worst case; the PRM pass at its expected cost (score_candidates
+            # then scores what the budget still pays for, at the real lengths)
             per_attempt = [costs.generator.generation(b, 0, [sampling.max_tokens]) for b in bounds]
             if scored:
-                score_worst = costs.score_worst(prm_tokens_bound(
-                    ctx.prompt_tokens, sampling.max_tokens, sampling.max_tokens))
-                per_attempt = [w + score_worst for w in per_attempt]
+                per_attempt = [w + self._scoring_expected(ctx) for w in per_attempt]
             affordable = 0  # advance only the chains the budget still pays for
             while affordable < len(todo) and sum(per_attempt[:affordable + 1]) <= ledger.remaining:
                 affordable += 1

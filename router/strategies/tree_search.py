@@ -68,6 +68,11 @@ class SearchConfig:
     survivors: Survivors
     keep: int  # survivors per round (beam search: N / M)
     lookahead: int = 0  # greedy rollout steps before scoring a child
+    expected_step_tokens: float = 0.0  # for planning the PRM pass (0: plan with step_tokens)
+
+    def __post_init__(self) -> None:
+        if self.expected_step_tokens <= 0:
+            object.__setattr__(self, "expected_step_tokens", float(self.step_tokens))
 
 
 class TreeSearch:
@@ -86,14 +91,36 @@ class TreeSearch:
 
     def round_worst(self, parents: Sequence[Node], n: int) -> float:
         """Worst case of one round (expand, roll out, score), every step running to ``step_tokens``."""
+        return (self.round_generation_worst(parents, n)
+                + self.round_scoring(parents, n, self.config.step_tokens))
+
+    def round_generation_worst(self, parents: Sequence[Node], n: int) -> float:
+        """The round's generation (and lookahead rollouts), every step running to ``step_tokens``:
+        what must fit before the round starts."""
         costs, m, k = self.ctx.meter.costs, self.config.step_tokens, self.config.lookahead
         total = 0.0
         for parent in parents:
             p = self._prompt_bound(parent)
             total += costs.generator.generation(p, 0, [m] * n)
             total += n * sum(costs.generator.generation(p + (j + 1) * (m + 1), 0, [m]) for j in range(k))
-            total += n * costs.score_worst(prm_tokens_bound(p, (k + 1) * m, len(parent.steps) + k + 1))
         return total
+
+    def round_scoring(self, parents: Sequence[Node], n: int, step_tokens: float) -> float:
+        """The round's PRM pass if every new step is ``step_tokens`` long."""
+        costs, k = self.ctx.meter.costs, self.config.lookahead
+        total = 0.0
+        for parent in parents:
+            p = self._prompt_bound(parent)
+            total += n * costs.score_worst(prm_tokens_bound(p, round((k + 1) * step_tokens),
+                                                            len(parent.steps) + k + 1))
+        return total
+
+    def round_planned(self, parents: Sequence[Node], n: int) -> float:
+        """Generation at its worst case (the guarantee), the PRM pass at its expected cost: it is
+        checked against the real lengths once they are known, and children it can no longer pay for
+        are left unscored (score 0, last in line)."""
+        return (self.round_generation_worst(parents, n)
+                + self.round_scoring(parents, n, self.config.expected_step_tokens))
 
     # ---- one round
 
@@ -129,10 +156,17 @@ class TreeSearch:
     async def score(self, nodes: list[Node]) -> None:
         """One PRM call for all nodes (through their lookahead rollouts when configured)."""
         targets = await self.rollout_ends(nodes) if self.config.lookahead else nodes
-        scorable = [i for i, t in enumerate(targets) if t.steps]
+        scorable, bounds, total = [], [], 0.0
+        remaining = self.ctx.meter.ledger.remaining
+        for i in (i for i, t in enumerate(targets) if t.steps):  # in order, while the budget pays
+            bound = prm_tokens_bound(self.ctx.prompt_tokens, targets[i].tokens, len(targets[i].steps))
+            cost = self.ctx.meter.costs.score_worst(bound)
+            if total + cost > remaining:
+                break
+            scorable.append(i)
+            bounds.append(bound)
+            total += cost
         if scorable:
-            bounds = [prm_tokens_bound(self.ctx.prompt_tokens, targets[i].tokens, len(targets[i].steps))
-                      for i in scorable]
             result = await self.ctx.meter.score([self.ctx.prompt] * len(scorable),
                                                 [targets[i].steps for i in scorable], bounds)
             for i, scores in zip(scorable, result.step_scores, strict=True):
@@ -195,11 +229,11 @@ class TreeSearch:
         if round_index == 0:
             step = max(1, self.config.width)
             fitting = n
-            while fitting > 0 and self.round_worst(parents, fitting) > remaining:
+            while fitting > 0 and self.round_planned(parents, fitting) > remaining:
                 fitting -= step if fitting > step else 1  # below one beam's worth: down to 1
             return (parents if fitting else []), fitting, fitting < n
         ranked = sorted(parents, key=lambda node: node.score, reverse=True)
-        while ranked and self.round_worst(ranked, n) > remaining:
+        while ranked and self.round_planned(ranked, n) > remaining:
             ranked.pop()
         return ranked, n, len(ranked) < len(parents)
 
@@ -237,18 +271,23 @@ def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
 
 
 def size_n(ctx: StrategyContext, width: int, expected_step_tokens: float, expected_steps: float,
-           lookahead: int = 0) -> int:
+           lookahead: int = 0, step_tokens: int | None = None) -> int:
     """The largest N (a multiple of the width) whose search is expected to fit the budget: each of
     ``expected_steps`` rounds draws N children of ``expected_step_tokens`` and the PRM scores each
-    child's whole prefix. This is a plan, not a promise: every round is still checked against its
-    worst case before it runs, and shrinks (fewer first samples, then fewer parents) to fit."""
-    costs, p = ctx.meter.costs, ctx.prompt_tokens
-    per_candidate, step = 0.0, expected_step_tokens
-    for r in range(math.ceil(expected_steps)):
+    child's whole prefix; plus, per candidate, the margin a round's generation needs at its worst
+    case (``step_tokens``), so that the last rounds can still start. This is a plan, not a promise:
+    every round is checked before it runs, and shrinks (fewer first samples, then fewer parents)."""
+    costs, p, step = ctx.meter.costs, ctx.prompt_tokens, expected_step_tokens
+    per_candidate = 0.0
+    rounds = math.ceil(expected_steps)
+    for r in range(rounds):
         context = round(p + r * (step + 1))
         per_candidate += costs.generator.span(context, round(context + step * (1 + lookahead)))
         per_candidate += costs.score_worst(prm_tokens_bound(p, round((r + 1 + lookahead) * step),
                                                             r + 1 + lookahead))
+    if step_tokens:
+        last = round(p + rounds * (step + 1))
+        per_candidate += costs.generator.span(last, last + step_tokens * (1 + lookahead))
     n = math.floor(ctx.meter.ledger.remaining / per_candidate)
     return max(width, (n // width) * width) if n >= 1 else 0
 
