@@ -36,6 +36,16 @@ def test_cross_validation_chooses_on_one_fold_and_measures_on_the_other() -> Non
     assert cv["per_bin_choice"] == 1.0 and cv["single_best"] <= 0.5 and cv["questions"] == n
 
 
+def test_the_policy_falls_back_to_one_configuration_where_per_bin_choice_does_not_cross_validate() -> None:
+    data = rows({("a", 1.0): [True, True, False, False], ("b", 1.0): [False, True, True, False],
+                 ("a", 2.0): [True, False, True, False], ("b", 2.0): [False, True, False, True]})
+    bins = {"q0": 1, "q1": 1, "q2": 2, "q3": 2}
+    cv = {1.0: {"per_bin_choice": 0.5, "single_best": 0.75}, 2.0: {"per_bin_choice": 0.9, "single_best": 0.5}}
+    chosen = fit.choose_by_cv(data, bins, cv)
+    assert {chosen[(1, 1.0)].config, chosen[(2, 1.0)].config} == {"a"}  # one for all: "a" is best overall
+    assert not chosen[(1, 1.0)].per_bin and chosen[(1, 2.0)].per_bin
+
+
 def test_agreement_counts_exact_and_near_matches() -> None:
     result = fit.agreement({"a": 1, "b": 2, "c": 5}, {"a": 1, "b": 3, "c": 3})
     assert result["exact"] == pytest.approx(1 / 3) and result["within_one"] == pytest.approx(2 / 3)

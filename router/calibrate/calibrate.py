@@ -60,8 +60,8 @@ def fit_policy(store: RecordStore, questions: Sequence[Question], plan: Calibrat
     labels = {c.label for c in plan.configs}
     rows = [r for r in store.phase("grid") if r["qid"] in wanted and r["config"] in labels
             and float(r["budget"]) in plan.budgets]
-    chosen = fit.choose_best(rows, predicted)
     cv = fit.cross_validated(rows, predicted, seed=plan.cv_seed)
+    chosen = fit.choose_by_cv(rows, predicted, cv)
     configs = {c.label: c for c in plan.configs}
     table = {
         b: [GridPoint(budget=budget, strategy=configs[chosen[(b, budget)].config].strategy,
@@ -76,6 +76,9 @@ def fit_policy(store: RecordStore, questions: Sequence[Question], plan: Calibrat
             "split_questions": len(questions), "budgets": list(plan.budgets),
             "configs": {c.label: {"strategy": c.strategy, "params": c.params} for c in plan.configs},
             "chosen": {f"{b}@{budget:.3g}": c.config for (b, budget), c in sorted(chosen.items())},
+            "granularity": {f"{budget:.3g}": "per_bin" if any(
+                c.per_bin for (_, at), c in chosen.items() if at == budget) else "single"
+                for budget in plan.budgets},
             "oracle_thresholds": oracle_thresholds, "prediction_flops": predict_cost,
             "cross_validated_accuracy": {f"{b:.3g}": v for b, v in cv.items()}})
     summary = {
@@ -84,7 +87,7 @@ def fit_policy(store: RecordStore, questions: Sequence[Question], plan: Calibrat
         "thresholds": {"predicted": thresholds, "oracle": oracle_thresholds},
         "agreement": fit.agreement(predicted, oracle),
         "cross_validated": {f"{b:.3g}": v for b, v in cv.items()},
-        "chosen": policy.fitted["chosen"],
+        "chosen": policy.fitted["chosen"], "granularity": policy.fitted["granularity"],
         "by_level": _jsonable(fit.accuracy_table(rows, levels)) if levels else {},
         "by_predicted_bin": _jsonable(fit.accuracy_table(rows, predicted)),
         "by_oracle_bin": _jsonable(fit.accuracy_table(rows, oracle)),

@@ -20,6 +20,7 @@ class Choice:
     config: str
     accuracy: float  # on the questions it was chosen on
     mean_flops: float
+    per_bin: bool = True  # chosen for its bin (False: the single best configuration, for all bins)
 
 
 def bins_from(values: Mapping[str, float], thresholds: Sequence[float]) -> dict[str, int]:
@@ -49,6 +50,24 @@ def choose_best(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int,
         if current is None or (acc, -flops) > (current.accuracy, -current.mean_flops):
             best[(b, budget)] = Choice(config, acc, flops)
     return best
+
+
+def choose_by_cv(rows: Sequence[Row], bins: Mapping[str, int],
+                 cv: Mapping[float, Mapping[str, float]]) -> dict[tuple[int, float], Choice]:
+    """Per budget, the granularity that cross-validates better: a configuration per bin, or the single
+    best configuration for every bin. With few questions per bin the per-bin winner is often noise,
+    and cross-validation says where (the paper had 500 questions; a CPU calibration has far fewer)."""
+    per_bin = choose_best(rows, bins)
+    single = choose_best(rows, dict.fromkeys(bins, 0))
+    chosen = {}
+    for (b, budget), choice in per_bin.items():
+        scores = cv.get(budget, {})
+        if scores.get("single_best", 0.0) >= scores.get("per_bin_choice", 0.0) and (0, budget) in single:
+            flat = single[(0, budget)]
+            chosen[(b, budget)] = Choice(flat.config, flat.accuracy, flat.mean_flops, per_bin=False)
+        else:
+            chosen[(b, budget)] = choice
+    return chosen
 
 
 def cross_validated(rows: Sequence[Row], bins: Mapping[str, int], seed: int = 0,
