@@ -10,12 +10,21 @@ from collections.abc import AsyncIterator, Sequence
 from app.settings import Settings
 from models.cost import FlopsModel
 from models.embedded.serving import embedded_specs
-from models.launcher import VllmServer, start_all
+from models.launcher import ServerSpec, VllmServer, start_all
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
 from router.budget import CostModels
 from router.engine import DifficultyPredictor, Engine, Policy
 
 Pair = tuple[VllmGenerator, VllmVerifier]
+
+
+def embedded_server_specs(settings: Settings) -> tuple[ServerSpec, ServerSpec]:
+    """The embedded generator and PRM as these settings configure them."""
+    return embedded_specs(settings.generator_dir, settings.prm_dir,
+                          generator_name=settings.generator_served_name,
+                          prm_name=settings.prm_served_name, step_tag=settings.prm_step_tag,
+                          max_model_len=settings.max_model_len, generator_cpu=settings.generator_cpu_bind,
+                          prm_cpu=settings.prm_cpu_bind)
 
 
 @contextlib.asynccontextmanager
@@ -29,13 +38,7 @@ async def backend_pairs(settings: Settings, generator_urls: Sequence[str] = (),
     try:
         urls = list(zip(generator_urls, prm_urls, strict=True))
         if not urls:
-            specs = embedded_specs(settings.generator_dir, settings.prm_dir,
-                                   generator_name=settings.generator_served_name,
-                                   prm_name=settings.prm_served_name, step_tag=settings.prm_step_tag,
-                                   max_model_len=settings.max_model_len,
-                                   generator_cpu=settings.generator_cpu_bind,
-                                   prm_cpu=settings.prm_cpu_bind)
-            servers = [VllmServer(spec) for spec in specs]
+            servers = [VllmServer(spec) for spec in embedded_server_specs(settings)]
             try:
                 await start_all(servers, settings.backend_start_timeout_s)
             except BaseExceptionGroup as group:

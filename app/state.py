@@ -8,11 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from app.backends import embedded_server_specs
 from app.metrics import Metrics
 from app.settings import EMBEDDED_POLICY, Settings
 from models.chat import ChatTemplate
 from models.cost import FlopsModel
-from models.embedded.serving import embedded_specs
 from models.identity import fingerprint
 from models.launcher import VllmServer, start_all
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
@@ -45,12 +45,7 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
     try:
         generator_url, prm_url = settings.generator_url, settings.prm_url
         if generator_url is None or prm_url is None:
-            specs = embedded_specs(settings.generator_dir, settings.prm_dir,
-                                   generator_name=settings.generator_served_name,
-                                   prm_name=settings.prm_served_name, step_tag=settings.prm_step_tag,
-                                   max_model_len=settings.max_model_len,
-                                   generator_cpu=settings.generator_cpu_bind,
-                                   prm_cpu=settings.prm_cpu_bind)
+            specs = embedded_server_specs(settings)
             wanted = [s for s, url in zip(specs, (generator_url, prm_url), strict=True) if url is None]
             servers = [VllmServer(spec) for spec in wanted]
             logger.info("starting %d embedded vLLM CPU server(s)", len(servers))
