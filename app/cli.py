@@ -40,6 +40,7 @@ def train_generator(
     revisions: Annotated[bool, typer.Option(help="train the revise prompt form too")] = True,
 ) -> None:
     """Train a generator (solve, then revise from its own mistakes)."""
+    _stop_on_sigterm()
     from dataclasses import replace
 
     from models.embedded import training
@@ -63,6 +64,7 @@ def train_prm(
     seed: int = 0,
 ) -> None:
     """Train the PRM on Math-Shepherd soft labels from the generator's rollouts."""
+    _stop_on_sigterm()
     from dataclasses import replace
 
     from models.embedded import training
@@ -76,6 +78,17 @@ def train_prm(
 
 CALIBRATION_DIR = Path("bench/results/calibration")
 BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
+
+
+def _stop_on_sigterm() -> None:
+    """Offline commands start vLLM servers of their own: on SIGTERM unwind like Ctrl-C, so that the
+    ``finally`` blocks stop them (process group and all) instead of leaving them to PDEATHSIG."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _floats(text: str, param: str) -> tuple[float, ...]:
@@ -113,6 +126,7 @@ def calibrate(
     from router.calibrate.records import RecordStore
     from router.policy import ModelIds
 
+    _stop_on_sigterm()
     settings = Settings()
     plan = cal.CalibrationPlan(budgets=_floats(budgets, "--budgets"), difficulty_samples=difficulty_samples,
                                oracle_samples=oracle_samples, concurrency=concurrency)
@@ -157,6 +171,7 @@ def bench(
     from router.calibrate.records import RecordStore
     from router.policy import CalibratedPolicy
 
+    _stop_on_sigterm()
     settings = Settings()
     policy, difficulty = load_policy(settings)
     if not isinstance(policy, CalibratedPolicy) or difficulty is None:
