@@ -101,3 +101,34 @@ def test_killed_service_takes_its_servers_with_it(sig: signal.Signals) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigterm_during_an_offline_run_stops_its_vllm_servers(tmp_path: Path) -> None:
+    """calibrate/bench/train start servers of their own; SIGTERM (a job scheduler's stop) while
+    they are still starting must not leave them behind."""
+    command = [str(Path(sys.executable).parent / "ttc-serve"), "calibrate", "--per-level", "1",
+               "--budgets", "1e9", "--out-dir", str(tmp_path), "--policy-out", str(tmp_path / "p.json")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline:  # until the engine cores run: mid start-up, the window
+            time.sleep(0.5)                 # in which vLLM once ignored its parent's death
+            children = psutil.Process(proc.pid).children(recursive=True)
+            if sum("EngineCore" in " ".join(_cmdline(c)) for c in children) >= 2:
+                break
+        else:
+            raise AssertionError("the vLLM engines never started")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+        _assert_all_gone(children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return [process.name(), *process.cmdline()]
+    except psutil.Error:
+        return []
