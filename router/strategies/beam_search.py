@@ -98,8 +98,8 @@ class _StepSearch:
         sizes: dict[str, object] = {
             "n": search.first_n, "n_planned": n, "beam_width": width, "keep": search.config.keep,
             "max_rounds": params.max_rounds, "step_tokens": step_tokens,
-                 "aggregation": params.aggregation, "n_requested": params.n,
-                 "planned_steps": round(steps, 2), "planned_step_tokens": round(step_len, 2)}
+            "aggregation": params.aggregation, "n_requested": params.n,
+            "planned_steps": round(steps, 2), "planned_step_tokens": round(step_len, 2)}
         if params.beam_width == "sqrt":
             sizes["beam_width_rule"] = "sqrt"
         if search.config.lookahead:
