@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead calibrate bench-strategies train eval-models clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train eval-models clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ lint: install
 # Held-out benchmark (test split): auto (difficulty charged) vs every fixed strategy vs best-of-N.
 bench: install
 	$(VENV)/bin/ttc-serve bench
+
+# The paper's §7: small + auto against the ~14x generator greedy at matched total FLOPs.
+bench-exchange: install
+	$(VENV)/bin/ttc-serve exchange
 
 bench-overhead: install
 	$(PY) -m bench.overhead

@@ -78,6 +78,7 @@ def train_prm(
 
 CALIBRATION_DIR = Path("bench/results/calibration")
 BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
+LARGE_DIR = EMBEDDED_DIR / "generator-large"
 
 
 def _stop_on_sigterm() -> None:
@@ -198,6 +199,80 @@ def bench(
                    f"{entry['auto_minus_best_fixed']['best_fixed']} "
                    f"{entry['fixed'][entry['auto_minus_best_fixed']['best_fixed']]['accuracy']:.3f}, "
                    f"efficiency x{eff['ratio']:.2f} ({eff['bound']})")
+    typer.echo("figures: " + ", ".join(str(f) for f in figures))
+
+
+@cli.command()
+def exchange(
+    large_dir: Annotated[Path, typer.Option(help="the ~14x larger generator")] = LARGE_DIR,
+    questions: Annotated[str, typer.Option(help="embedded:test, or a prompt/answer JSONL")] = "embedded:test",
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
+    ratios: Annotated[str, typer.Option(help="R = inference tokens / pre-training tokens")] = "0.16,0.79,22",
+    oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,
+    out_dir: Annotated[Path, typer.Option()] = Path("bench/results/exchange"),
+) -> None:
+    """The paper's §7: the small generator with auto against the large one greedy, at matched total
+    (pre-training + inference) FLOPs, per difficulty bin (resumable, like calibrate and bench)."""
+    import asyncio
+    import json
+
+    from app.backends import backend_pairs, engines
+    from app.state import load_policy
+    from models.launcher import ServerSpec, VllmServer, start_all
+    from models.vllm_http import HttpBackendConfig, VllmGenerator
+    from router.calibrate import exchange as ex
+    from router.calibrate.dataset import load_questions
+    from router.calibrate.records import RecordStore
+    from router.policy import CalibratedPolicy
+    from router.strategies.base import SamplingConfig
+
+    _stop_on_sigterm()
+    settings = Settings()
+    policy, difficulty = load_policy(settings)
+    if not isinstance(policy, CalibratedPolicy) or difficulty is None:
+        raise typer.BadParameter("no calibrated policy (run `ttc-serve calibrate` first)")
+    if not (large_dir / "training.json").exists():
+        raise typer.BadParameter(f"no trained generator at {large_dir}", param_hint="--large-dir")
+    plan = ex.ExchangePlan(ratios=_floats(ratios, "--ratios"), oracle_samples=oracle_samples,
+                           concurrency=concurrency)
+    small, large = ex.PretrainedModel.from_dir(settings.generator_dir), ex.PretrainedModel.from_dir(large_dir)
+    items = load_questions(questions, per_level)
+    store = RecordStore(out_dir / "records.jsonl")
+    max_tokens = SamplingConfig().max_tokens
+
+    async def run_large() -> None:
+        if all(("large", "greedy", 0.0, q.qid) in store for q in items):
+            return
+        server = VllmServer(ServerSpec(large_dir, "large", max_model_len=settings.max_model_len,
+                                       cpu_bind="0-1"))
+        try:
+            await start_all([server], settings.backend_start_timeout_s)
+            generator = VllmGenerator(HttpBackendConfig(server.base_url, "large", settings.max_model_len,
+                                                        timeout_s=900))
+            try:
+                await ex.collect_large(generator, large, items, store, plan, max_tokens)
+            finally:
+                await generator.aclose()
+        finally:
+            await asyncio.to_thread(server.stop)
+
+    async def run_small() -> None:
+        async with backend_pairs(settings) as pairs:
+            await ex.collect_small(engines(settings, pairs),
+                                   engines(settings, pairs, policy=policy, difficulty=difficulty),
+                                   items, store, plan, small, large, max_tokens)
+
+    asyncio.run(run_large())
+    asyncio.run(run_small())
+    summary = ex.summarise(store, items, plan, small, large,
+                           policy.fitted.get("oracle_thresholds", [0.2, 0.4, 0.6, 0.8]))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    figures = ex.write_figures(summary, out_dir)
+    typer.echo(f"large greedy {summary['large_greedy']['accuracy']:.3f}")
+    for ratio, entry in summary["ratios"].items():
+        typer.echo(f"R={ratio}: small+auto {entry['small_auto']:.3f} vs large greedy "
+                   f"{entry['large_greedy']:.3f} (x{entry['inference_multiplier']:.1f} inference)")
     typer.echo("figures: " + ", ".join(str(f) for f in figures))
 
 

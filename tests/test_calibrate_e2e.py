@@ -70,3 +70,50 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     assert 0 <= entry["auto"]["accuracy"] <= 1
     assert entry["efficiency"]["bound"] in ("measured", "above", "below")
     assert len(bench.write_figures(result, tmp_path / "bench")) == 2
+
+
+def test_exchange_runs_auto_at_matched_budgets(backends: Backends, tmp_path: Path) -> None:
+    """The §7 pipeline end to end. The shipped generator's own server stands in for the large model
+    (this suite does not start a second generator), with a stated 10x larger pre-training cost, so
+    the matched budgets are real budgets that auto has to fit."""
+    from dataclasses import replace
+
+    from models.vllm_http import HttpBackendConfig, VllmGenerator
+    from router.calibrate import exchange
+
+    settings = Settings()
+    assert settings.policy_path is not None
+    policy = CalibratedPolicy.load(settings.policy_path)
+    predictor = VerifierDifficulty(policy.difficulty.samples, tuple(policy.difficulty.thresholds))
+    small = exchange.PretrainedModel.from_dir(settings.generator_dir)
+    large = replace(small, name="stand-in", pretraining_tokens=small.pretraining_tokens * 10)
+    questions = embedded_split("test", per_level=1)
+    plan = exchange.ExchangePlan(ratios=(0.79, 22.0), oracle_samples=4, concurrency=8)
+    store = RecordStore(tmp_path / "records.jsonl")
+
+    async def run() -> None:
+        reference = VllmGenerator(HttpBackendConfig(backends.generator.base_url,
+                                                    settings.generator_served_name, settings.max_model_len))
+        try:
+            await exchange.collect_large(reference, large, questions, store, plan, max_tokens=128)
+        finally:
+            await reference.aclose()
+        async with backend_pairs(settings, [backends.generator.base_url],
+                                 [backends.prm.base_url]) as pairs:
+            await exchange.collect_small(engines(settings, pairs),
+                                         engines(settings, pairs, policy=policy, difficulty=predictor),
+                                         questions, store, plan, small, large, max_tokens=128)
+
+    asyncio.run(run())
+    greedy = {r["qid"]: r for r in store.phase("large")}
+    matched = store.phase("matched")
+    assert len(greedy) == len(questions) and len(matched) == len(questions) * len(plan.ratios)
+    for row in matched:
+        expected = exchange.matched_budget(greedy[row["qid"]]["flops_used"], greedy[row["qid"]]["tokens"],
+                                           row["ratio"], small, large)
+        assert row["budget"] == expected and row["flops_used"] <= row["budget"]
+    summary = exchange.summarise(store, questions, plan, small, large, [0.2, 0.4, 0.6, 0.8])
+    low, high = summary["ratios"]["0.79"], summary["ratios"]["22"]
+    assert low["mean_budget"] > high["mean_budget"] > summary["large_greedy_mean_flops"]
+    assert low["inference_multiplier"] > high["inference_multiplier"] > 1
+    assert [p.name for p in exchange.write_figures(summary, tmp_path)] == ["exchange_by_bin.png"]

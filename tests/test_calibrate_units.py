@@ -76,3 +76,21 @@ def test_record_store_resumes(tmp_path: object) -> None:
     store.add(row)
     again = RecordStore(path)
     assert ("grid", "a", 1e9, "q1") in again and again.phase("grid") == [row]
+
+
+def test_matched_budget_is_the_papers_inference_multiplier() -> None:
+    from models.cost import FlopsModel
+    from router.calibrate.exchange import PretrainedModel, matched_budget
+
+    # No attention term, so FLOPs are 2*N per token, as in the paper's 6ND + 2ND accounting.
+    n_s, n_l, d_s, d_l, tokens = 1_000, 14_000, 5_000_000, 4_000_000, 80
+    small = PretrainedModel("s", FlopsModel(n_s, 0, 0), d_s)
+    large = PretrainedModel("l", FlopsModel(n_l, 0, 0), d_l)
+    for ratio in (0.16, 0.79, 22.0):
+        budget = matched_budget(2.0 * n_l * tokens, tokens, ratio, small, large)
+        d_inference = ratio * d_l
+        multiplier = (6 * n_l * d_l - 6 * n_s * d_s + 2 * n_l * d_inference) / (2 * n_s * d_inference)
+        assert budget / (2.0 * n_s * tokens) == pytest.approx(multiplier)
+    # the more the large model is used, the less its pre-training costs per query
+    budgets = [matched_budget(1e9, 80, r, small, large) for r in (0.16, 0.79, 22.0, 1e12)]
+    assert budgets == sorted(budgets, reverse=True) and budgets[-1] == pytest.approx(1e9)

@@ -66,6 +66,9 @@ class GeneratorRecipe:
     # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
     # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
     on_policy_context: float = 0.5
+    # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
+    # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
+    bf16_autocast: bool = False
     threads: int = 2
 
 
@@ -89,9 +92,9 @@ class PrmRecipe:
 
 SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10, batch_size=16,
                                   revise_questions=20, revise_samples=2)
-# The larger sibling sees fewer tokens (it costs ~14x more per token on these 2 cores); the
-# FLOPs-matched comparison uses each model's real pre-training token count.
-LARGE_GENERATOR = GeneratorRecipe(size="large", solve_steps=300, revise_steps=0, lr=1e-3)
+# The larger sibling: the same data stream and steps as the small one's solve phase, at a lower
+# learning rate (wider model) and in bf16 autocast (~2.2 s a step on 2 cores instead of ~5.5 s).
+LARGE_GENERATOR = GeneratorRecipe(size="large", revise_steps=0, lr=1e-3, bf16_autocast=True)
 GENERATOR_RECIPES = {"small": GeneratorRecipe(), "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
 
 SMOKE_PRM = PrmRecipe(size="smoke", questions=10, samples_per_question=2, rollouts=2, steps=10,
@@ -212,7 +215,7 @@ def _schedule(step: int, total: int, base_lr: float, warmup: int = 50) -> float:
 
 
 def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[list[Example]]], steps: int, lr: float,
-              desc: str, report: TrainReport) -> None:
+              desc: str, report: TrainReport, bf16_autocast: bool = False) -> None:
     """Each step is one optimizer update over one or more micro-batches (kept apart so that short
     solve examples are not padded to the length of revise examples)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -225,7 +228,8 @@ def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[list[Example]]], s
         loss = torch.zeros(())
         for examples in micro:
             input_ids, attention, labels = encode(examples)
-            part = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast):
+                part = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
             (part * len(examples) / total).backward()
             loss = loss + part.detach() * len(examples) / total
             report.tokens += int(attention.sum())
@@ -354,7 +358,8 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         report.tokens = json.loads((solve_dir / "phase.json").read_text())["tokens"]
         report.phases["solve_s"] = json.loads((solve_dir / "phase.json").read_text())["seconds"]
     else:
-        _train_lm(model, solve_batches(), recipe.solve_steps, recipe.lr, "generator: solve", report)
+        _train_lm(model, solve_batches(), recipe.solve_steps, recipe.lr, "generator: solve", report,
+                  recipe.bf16_autocast)
         report.phases["solve_s"] = time.time() - started
         # Kept on disk (fp32) so that a failure in a later phase does not cost the solve phase.
         save_checkpoint(model, config, solve_dir, dtype=torch.float32)
@@ -377,7 +382,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
 
         phase = time.time()
         _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
-                  report)
+                  report, recipe.bf16_autocast)
         report.phases["revise_training_s"] = time.time() - phase
 
     report.seconds = sum(report.phases.values())
@@ -388,7 +393,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     return report
 
 
-_SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "threads")
+_SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "bf16_autocast", "threads")
 
 
 def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
@@ -396,7 +401,8 @@ def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
     phase = solve_dir / "phase.json"
     if not phase.exists():
         return False
-    saved = json.loads(phase.read_text())["recipe"]
+    # a phase saved before a field existed was trained with that field's default
+    saved = {**asdict(GeneratorRecipe()), **json.loads(phase.read_text())["recipe"]}
     return all(saved[k] == getattr(recipe, k) for k in _SOLVE_FIELDS)
 
 
