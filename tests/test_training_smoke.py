@@ -66,6 +66,18 @@ def test_on_policy_revise_contexts_can_hold_a_correct_attempt_that_the_target_ke
     assert kept and all(ex.target == problem.solution() for ex in kept)
 
 
+def test_several_revise_contexts_per_question_are_drawn_afresh() -> None:
+    import random
+
+    problem = task.Problem((10, 5), ("+",), level=1)
+    samples = [[f"10+5={v}\nanswer: {v}\n" for v in (15, 99, 16, 14, 13, 12)]]
+    one = training.build_revise_examples([problem], samples, random.Random(3), on_policy_context=1.0)
+    many = training.build_revise_examples([problem], samples, random.Random(3), on_policy_context=1.0,
+                                          contexts=8)
+    assert len(one) == 1 and len(many) == 8 and many[0] == one[0]  # one context: the shipped recipe
+    assert len({ex.prompt for ex in many}) > 1 and all(ex.target == problem.solution() for ex in many)
+
+
 def test_soft_labels_follow_math_shepherd() -> None:
     problem = task.Problem((10, 5, 3), ("+", "-"), level=2)
     samples = [["10+5=15\n15-3=12\nanswer: 12\n", "10+5=14\n14-3=11\nanswer: 11\n"]]

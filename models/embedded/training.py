@@ -63,6 +63,9 @@ class GeneratorRecipe:
     lr: float = 2e-3
     revise_questions: int = 3000
     revise_samples: int = 6
+    # Revise examples drawn per question, each from its own subset of that question's samples: more
+    # distinct contexts for the same sampling cost.
+    revise_contexts: int = 1
     # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
     # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
     on_policy_context: float = 0.5
@@ -297,7 +300,8 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
-                          rng: random.Random, on_policy_context: float) -> list[Example]:
+                          rng: random.Random, on_policy_context: float,
+                          contexts: int = 1) -> list[Example]:
     """Revise examples from the model's own samples; the target is always the correct solution.
 
     Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
@@ -306,9 +310,11 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     over four revisions at level 3). So a share ``on_policy_context`` of the examples instead holds
     1..4 of the model's attempts as they were drawn, right or wrong, which is what a revision chain
     shows it at inference: where the context holds a correct attempt the target keeps it. (We know
-    every correct solution exactly, so questions the model never solved give examples too.)"""
+    every correct solution exactly, so questions the model never solved give examples too.)
+    Each question gives ``contexts`` examples, each drawn afresh."""
     examples = []
-    for problem, attempts in zip(problems, samples, strict=True):
+    for problem, attempts in ((p, a) for p, a in zip(problems, samples, strict=True)
+                              for _ in range(contexts)):
         correct = problem.solution()
         if rng.random() < on_policy_context and attempts:
             k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
@@ -371,7 +377,8 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         revise_problems = [next(stream) for _ in range(recipe.revise_questions)]
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
-        revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context)
+        revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context,
+                                       recipe.revise_contexts)
         report.phases["revise_sampling_s"] = time.time() - phase
 
         def mixed_batches() -> Iterator[list[list[Example]]]:
