@@ -9,6 +9,7 @@ with the oracle bins (test pass@1, binned by the calibration split's oracle thre
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: BenchPlan
         entry["auto"]["flops_by_account"] = {
             k: sum(r["flops"].get(k, 0.0) for r in auto_rows) / len(auto_rows)
             for k in ("difficulty", "generator", "verifier")}
-        entry["auto"]["strategies"] = _counts(r["strategy"] for r in auto_rows)
+        entry["auto"]["strategies"] = dict(Counter(r["strategy"] for r in auto_rows))
         for config in plan.configs:
             rows = [fixed[(config.label, budget, q)] for q in qids if (config.label, budget, q) in fixed]
             entry["fixed"][config.label] = accuracy(rows)
@@ -102,13 +103,6 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: BenchPlan
     return {"plan": {**asdict(plan), "configs": [asdict(c) for c in plan.configs]},
             "questions": len(qids), "best_of_n_curve": curve, "budgets": per_budget,
             "agreement": fit.agreement(predicted, oracle), "by_predicted_bin": by_bin}
-
-
-def _counts(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
 
 
 def write_figures(summary: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -182,7 +183,7 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: ExchangeP
         levels = sorted({large_rows[q]["level"] for q in qids if large_rows[q]["level"] is not None})
         entry["by_level"] = {str(lv): compare([q for q in qids if large_rows[q]["level"] == lv], ratio)
                              for lv in levels}
-        entry["strategies"] = _counts(matched[(ratio, q)]["strategy"] for q in qids)
+        entry["strategies"] = dict(Counter(matched[(ratio, q)]["strategy"] for q in qids))
         per_ratio[f"{ratio:g}"] = entry
     return {
         "plan": asdict(plan), "questions": len(qids), "oracle_thresholds": list(oracle_thresholds),
@@ -194,13 +195,6 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: ExchangeP
         "small_greedy_mean_flops": small_greedy_flops,
         "ratios": per_ratio,
     }
-
-
-def _counts(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
 
 
 def write_figures(summary: dict[str, Any], out_dir: Path) -> list[Path]:
