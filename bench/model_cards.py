@@ -38,6 +38,14 @@ KNOWN_LIMITS = {
         "about five times).\n"
         "- Level 5 pass@1 is 0.125, above the 0.1 the task asks of its hardest setting; level 5 "
         "needs to be harder (e.g. 7 operations)."),
+    "generator-large": (
+        "- It saw exactly the training stream of the small generator's solve phase (1,500 steps of "
+        "64 questions, same seed), at a lower learning rate and in bf16 autocast with fp32 master "
+        "weights (2.2 s a step on 2 cores instead of 5.5 s in fp32). It has no revise phase, so its "
+        "token count is the small one's minus that phase.\n"
+        "- At ~14.6x the small one's parameters it gains most where the small one is weakest "
+        "(greedy vs the small one's pass@1 above); how that compares with spending the same FLOPs "
+        "at test time is in docs/routing.md (`ttc-serve exchange`)."),
     "prm": (
         "- Started from the generator's weights (as Qwen2.5-Math-PRM starts from its policy model) "
         "and trained on 8 samples per question, it still discriminates weakly within a level "
