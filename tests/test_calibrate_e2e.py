@@ -116,4 +116,5 @@ def test_exchange_runs_auto_at_matched_budgets(backends: Backends, tmp_path: Pat
     low, high = summary["ratios"]["0.79"], summary["ratios"]["22"]
     assert low["mean_budget"] > high["mean_budget"] > summary["large_greedy_mean_flops"]
     assert low["inference_multiplier"] > high["inference_multiplier"] > 1
-    assert [p.name for p in exchange.write_figures(summary, tmp_path)] == ["exchange_by_bin.png"]
+    assert [p.name for p in exchange.write_figures(summary, tmp_path)] == [
+        "exchange_by_bin.png", "exchange_difference_by_bin.png"]

@@ -281,8 +281,11 @@ def sample_solutions(model_dir: Path, prompts: Sequence[str], n: int, seed: int,
 
 async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temperature: float,
                   max_tokens: int, chunk: int) -> list[list[str]]:
+    # A long offline run: vLLM's API process, busy detokenising a chunk, can take longer than the
+    # serving default of 5 s to accept the next chunk's connections (seen at 8,000 questions).
     generator = VllmGenerator(HttpBackendConfig(base_url=base_url, model="trainee",
-                                                max_model_len=MAX_LEN, timeout_s=600))
+                                                max_model_len=MAX_LEN, timeout_s=600,
+                                                connect_timeout_s=60))
     out: list[list[str]] = []
     try:
         for start in tqdm(range(0, len(prompts), chunk), desc="sampling", mininterval=5):

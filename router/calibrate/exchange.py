@@ -198,15 +198,21 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: ExchangeP
 
 
 def write_figures(summary: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Accuracy per oracle bin: the large model greedy against the small one with auto at each R."""
+    """Per oracle bin: accuracy of the large model greedy and of the small one with auto at each R,
+    and the paired difference (small + auto - large) with its bootstrap interval."""
     out_dir.mkdir(parents=True, exist_ok=True)
     first = next(iter(summary["ratios"].values()))
-    series = {"large greedy": [(float(b), e["large_greedy"]) for b, e in first["by_oracle_bin"].items()]}
+    bins = list(first["by_oracle_bin"])
+    series = {"large greedy": [(float(b), first["by_oracle_bin"][b]["large_greedy"]) for b in bins]}
+    differences = {}
     for ratio, entry in summary["ratios"].items():
-        series[f"auto, small, R={ratio} (x{entry['inference_multiplier']:.0f} inference)"] = [
-            (float(b), e["small_auto"]) for b, e in entry["by_oracle_bin"].items()]
-    path = out_dir / "exchange_by_bin.png"
-    plots.lines(series, f"test split, {summary['questions']} questions: matched total FLOPs",
-                "oracle difficulty bin (1 = easiest)", path, log_x=False)
-    return [path]
-
+        label = f"small + auto, R={ratio} (x{entry['inference_multiplier']:.0f} inference)"
+        series[label] = [(float(b), entry["by_oracle_bin"][b]["small_auto"]) for b in bins]
+        differences[label] = [(entry["by_oracle_bin"][b]["difference"], *entry["by_oracle_bin"][b]["ci95"])
+                              for b in bins]
+    title = f"test split, {summary['questions']} questions, matched pre-training + inference FLOPs"
+    accuracy, difference = out_dir / "exchange_by_bin.png", out_dir / "exchange_difference_by_bin.png"
+    plots.lines(series, title, "oracle difficulty bin (1 = easiest)", accuracy, log_x=False)
+    plots.difference_bars(bins, differences, title, "oracle difficulty bin (1 = easiest)",
+                          "accuracy: small + auto - large greedy", difference)
+    return [accuracy, difference]

@@ -84,3 +84,26 @@ def lines(series: Mapping[str, Points], title: str, xlabel: str, out: Path,
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def difference_bars(groups: Sequence[str], series: Mapping[str, Sequence[tuple[float, float, float]]],
+                    title: str, xlabel: str, ylabel: str, out: Path) -> None:
+    """Grouped bars with interval whiskers: per series, one (value, low, high) per group."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / max(1, len(series))
+    for k, (label, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ys = [v[0] for v in values]
+        errors = [[v[0] - v[1] for v in values], [v[2] - v[0] for v in values]]
+        ax.bar(xs, ys, width, yerr=errors, capsize=2, label=label)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
