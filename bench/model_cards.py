@@ -33,9 +33,15 @@ KNOWN_LIMITS = {
         "wrong, target the correct solution), half follow the paper (wrong attempts only). Read "
         "side by side, its revisions keep a correct attempt about half the time and otherwise "
         "perturb numbers (`84-15=69` → `84-15=79`): the wrong-only half teaches that an attempt in "
-        "context must change, and at 0.9M parameters it cannot tell which step is wrong. Next: "
-        "on-policy contexts only, and many more distinct revise questions (3,000 now, each seen "
-        "about five times).\n"
+        "context must change, and at 0.9M parameters it cannot tell which step is wrong. Tried "
+        "since (dev split, not shipped): on-policy contexts only; then 32,000 distinct on-policy "
+        "contexts (8,000 questions) and 1,000 revise steps. The latter lifts the first attempt a "
+        "lot (level 3 0.80, level 4 0.60: the solve form was under-trained) but revisions still "
+        "fall (level 4 0.60 → 0.34). Its contexts come from the model before the revise phase, "
+        "which is right far less often than the model that will read them: it learns that an "
+        "attempt is usually wrong and changes a digit. A second stage with contexts re-sampled from "
+        "the revised model (500 more steps) halves the fall at level 4 (0.73 → 0.53) and lifts the "
+        "first attempt again (level 5 0.41), but revisions still fall at every level above 1.\n"
         "- Level 5 pass@1 is 0.125, above the 0.1 the task asks of its hardest setting; level 5 "
         "needs to be harder (e.g. 7 operations)."),
     "generator-large": (
