@@ -56,7 +56,11 @@ KNOWN_LIMITS = {
         "- Started from the generator's weights (as Qwen2.5-Math-PRM starts from its policy model) "
         "and trained on 8 samples per question, it still discriminates weakly within a level "
         "(AUROC 0.66–0.72; 0.86 across levels): best-of-16 weighted ties majority@16 at levels 2–3 "
-        "and trails it at 4–5."),
+        "and trails it at 4–5. That AUROC comes from between questions (how hard each is), not "
+        "from within one: on dev, the single top-scored of a question's 16 samples is right less "
+        "often than a random one (level 3: 0.33 vs pass@1 0.59; level 4: 0.05 vs 0.36), whatever "
+        "the aggregation (last, min, prod, mean). Next: a loss that ranks a question's own samples, "
+        "and more near-miss negatives (one wrong digit, the generator's usual slip)."),
 }
 
 
