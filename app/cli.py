@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.settings import EMBEDDED_DIR, Settings
+
+if TYPE_CHECKING:  # the CLI imports its heavy parts inside each command
+    from router.calibrate.dataset import Question
+    from router.calibrate.records import RecordStore
+    from router.policy import CalibratedPolicy
 
 cli = typer.Typer(help="Compute-optimal test-time inference server.", no_args_is_help=True)
 train_cli = typer.Typer(help="Train the embedded models (CPU).", no_args_is_help=True)
@@ -81,6 +87,28 @@ BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
 LARGE_DIR = EMBEDDED_DIR / "generator-large"
 
 
+def _bound_store(out_dir: Path, context: dict[str, str]) -> RecordStore:
+    """The run's record store, bound to what its records depend on (see ``RecordStore``)."""
+    from router.calibrate.records import RecordStore
+
+    store = RecordStore(out_dir / "records.jsonl", context)
+    if store.stale is not None:
+        typer.echo(f"records of other models or questions moved to {store.stale}")
+    return store
+
+
+def _run_context(settings: Settings, items: list[Question], policy: CalibratedPolicy | None = None,
+                 **extra: str) -> dict[str, str]:
+    from models.identity import fingerprint
+    from router.calibrate.records import questions_digest
+
+    context = {"generator": fingerprint(settings.generator_dir), "verifier": fingerprint(settings.prm_dir),
+               "questions": questions_digest(items), **extra}
+    if policy is not None:
+        context["policy"] = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+    return context
+
+
 def _stop_on_sigterm() -> None:
     """Offline commands start vLLM servers of their own: on SIGTERM unwind like Ctrl-C, so that the
     ``finally`` blocks stop them (process group and all) instead of leaving them to PDEATHSIG."""
@@ -124,7 +152,6 @@ def calibrate(
     from models.identity import fingerprint
     from router.calibrate import calibrate as cal
     from router.calibrate.dataset import load_questions
-    from router.calibrate.records import RecordStore
     from router.policy import ModelIds
 
     _stop_on_sigterm()
@@ -132,14 +159,14 @@ def calibrate(
     plan = cal.CalibrationPlan(budgets=_floats(budgets, "--budgets"), difficulty_samples=difficulty_samples,
                                oracle_samples=oracle_samples, concurrency=concurrency)
     items = load_questions(questions, per_level)
-    store = RecordStore(out_dir / "records.jsonl")
+    models = ModelIds(generator=fingerprint(settings.generator_dir), verifier=fingerprint(settings.prm_dir))
+    store = _bound_store(out_dir, _run_context(settings, items))
 
     async def run() -> None:
         async with backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
             await cal.collect(engines(settings, pairs), items, store, plan)
 
     asyncio.run(run())
-    models = ModelIds(generator=fingerprint(settings.generator_dir), verifier=fingerprint(settings.prm_dir))
     policy, summary = cal.fit_policy(store, items, plan, models)
     target = policy_out or settings.policy_path or out_dir / "policy.json"
     policy.save(target)
@@ -169,7 +196,6 @@ def bench(
     from app.state import load_policy
     from router.calibrate import bench as bench_module
     from router.calibrate.dataset import load_questions
-    from router.calibrate.records import RecordStore
     from router.policy import CalibratedPolicy
 
     _stop_on_sigterm()
@@ -181,7 +207,7 @@ def bench(
                                   curve_budgets=_floats(curve_budgets, "--curve-budgets"),
                                   oracle_samples=oracle_samples, concurrency=concurrency)
     items = load_questions(questions, per_level)
-    store = RecordStore(out_dir / "records.jsonl")
+    store = _bound_store(out_dir, _run_context(settings, items, policy))
 
     async def run() -> None:
         async with backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
@@ -219,11 +245,11 @@ def exchange(
 
     from app.backends import backend_pairs, engines
     from app.state import load_policy
+    from models.identity import fingerprint
     from models.launcher import ServerSpec, VllmServer, start_all
     from models.vllm_http import HttpBackendConfig, VllmGenerator
     from router.calibrate import exchange as ex
     from router.calibrate.dataset import load_questions
-    from router.calibrate.records import RecordStore
     from router.policy import CalibratedPolicy
     from router.strategies.base import SamplingConfig
 
@@ -238,7 +264,7 @@ def exchange(
                            concurrency=concurrency)
     small, large = ex.PretrainedModel.from_dir(settings.generator_dir), ex.PretrainedModel.from_dir(large_dir)
     items = load_questions(questions, per_level)
-    store = RecordStore(out_dir / "records.jsonl")
+    store = _bound_store(out_dir, _run_context(settings, items, policy, large=fingerprint(large_dir)))
     max_tokens = SamplingConfig().max_tokens
 
     async def run_large() -> None:

@@ -65,9 +65,11 @@ KNOWN_LIMITS = {
 
 
 def _levels_table() -> str:
-    rows = ["| level | operations | operand digits |", "|---|---|---|"]
+    rows = ["| level | test/dev: operations | operand digits | training mix: operations | operand digits |",
+            "|---|---|---|---|---|"]
     for level, ((o1, o2), (d1, d2)) in task.LEVELS.items():
-        rows.append(f"| {level} | {o1}–{o2} | {d1}–{d2} |")
+        (t1, t2), (e1, e2) = task.TRAINING_MIX[level]
+        rows.append(f"| {level} | {o1}–{o2} | {d1}–{d2} | {t1}–{t2} | {e1}–{e2} |")
     return "\n".join(rows)
 
 
@@ -129,7 +131,8 @@ def card(name: str, results: dict[str, Any]) -> str:
     parts += ["\n## Data\n",
               "Synthetic chains of + and − (`models/embedded/task.py`), one step per line, final line "
               "`answer: N`; graded exactly. Training questions never include a dev or test question. "
-              "Levels:\n", _levels_table(), ""]
+              "The training mix and the held-out levels (level 5 asks for one operation more than "
+              "any training question):\n", _levels_table(), ""]
     parts.append("## Measured on the test split (`make eval-models`)\n")
     if name in ("generator-small", "prm") and "small" in results:
         parts.append(small_tables(results["small"]))

@@ -78,6 +78,19 @@ def test_record_store_resumes(tmp_path: object) -> None:
     assert ("grid", "a", 1e9, "q1") in again and again.phase("grid") == [row]
 
 
+def test_record_store_never_resumes_from_records_of_other_models_or_questions(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "r.jsonl"
+    row = {"phase": "grid", "config": "a", "budget": 1e9, "qid": "dev-0", "correct": True}
+    RecordStore(path, {"generator": "g@1", "questions": "x"}).add(row)
+    same = RecordStore(path, {"generator": "g@1", "questions": "x"})
+    assert ("grid", "a", 1e9, "dev-0") in same and same.stale is None
+    retrained = RecordStore(path, {"generator": "g@2", "questions": "x"})
+    assert ("grid", "a", 1e9, "dev-0") not in retrained and retrained.stale is not None
+    assert retrained.stale.read_text().count("dev-0") == 1  # kept aside, not lost
+
+
 def test_matched_budget_is_the_papers_inference_multiplier() -> None:
     from models.cost import FlopsModel
     from router.calibrate.exchange import PretrainedModel, matched_budget

@@ -31,12 +31,14 @@ def _prm_body_starts_as_the_generator_body(generator_dir: Path) -> None:
     from transformers import LlamaForCausalLM
 
     generator = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
-    prm, _ = training.prm_from_generator(generator_dir)
     ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
     mask = torch.ones_like(ids)
     expected = generator.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    actual = prm.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(actual, expected)
+    for extra_layers in (0, 2):  # fresh layers on top start as the identity
+        prm, config = training.prm_from_generator(generator_dir, extra_layers)
+        assert config.num_hidden_layers == generator.config.num_hidden_layers + extra_layers
+        actual = prm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(actual, expected)
 
 
 def test_revise_examples_put_the_closest_wrong_attempt_last() -> None:
@@ -104,3 +106,63 @@ def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> N
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     training.train_generator(replace(recipe, seed=1), b, with_revisions=False)
     assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
+
+
+def test_near_misses_slip_one_digit_and_carry_it_on() -> None:
+    import random
+
+    rng = random.Random(0)
+    for i in range(500):
+        problem = task.sample_problem(rng, 1 + i % 5)
+        miss = training.near_miss(problem, rng)
+        grade = task.grade(problem, miss)
+        assert not grade.correct and len(task.split_steps(miss)) == len(problem.ops) + 1
+        first = grade.steps_valid.index(False)
+        assert all(grade.steps_valid[:first]) and not any(grade.steps_valid[first:])
+        assert task.split_steps(miss)[:first] == task.split_steps(problem.solution())[:first]
+        # every later step is right arithmetic on the slipped running value
+        assert all(_arithmetic_holds(step) for step in task.split_steps(miss)[first + 1:-1])
+
+
+def _arithmetic_holds(step: str) -> bool:
+    lhs, rhs = step.split("=")
+    return eval(lhs) == int(rhs)  # noqa: S307 - a test's own generated integers
+
+
+def test_near_miss_revise_contexts_end_in_the_solution_or_a_near_miss() -> None:
+    import random
+
+    problem = task.Problem((37, 5, 12), ("+", "-"), level=2)
+    samples = [["37+5=42\n42-12=30\nanswer: 30\n", "37+5=41\n41-12=29\nanswer: 29\n"]]
+    examples = [training.build_revise_examples([problem], samples, random.Random(seed),
+                                               on_policy_context=0.0, near_miss_context=1.0)[0]
+                for seed in range(40)]
+    last = [ex.prompt.rsplit("attempt:\n", 1)[1].removesuffix("revision:\n") for ex in examples]
+    assert all(ex.target == problem.solution() for ex in examples)
+    kept = [a for a in last if a == problem.solution()]
+    missed = [a for a in last if a != problem.solution()]
+    assert kept and missed and all(not task.grade(problem, a).correct for a in missed)
+
+
+def test_prm_batches_hold_whole_questions_and_the_ranking_loss_orders_them() -> None:
+    import random
+    from dataclasses import replace
+
+    import torch
+
+    def example(q: int, last: float) -> training.PrmExample:
+        return training.PrmExample(f"question: {q}+1\n", ("a", "answer: 1"), (0.5, last))
+
+    examples = [example(q, float(i % 2)) for q in range(6) for i in range(4)]
+    recipe = replace(training.PrmRecipe(), batch_size=8, questions_per_batch=2)
+    batch = next(training._question_batches(examples, recipe, random.Random(0)))
+    assert len(batch) == 8 and len({ex.prompt for ex in batch}) == 2
+    _, _, targets = training.encode_prm(batch)
+    logits = torch.zeros(len(batch), targets.shape[1], 2)
+    good_high, good_low = logits.clone(), logits.clone()
+    for i, ex in enumerate(batch):
+        last = int((~torch.isnan(targets[i])).nonzero().max())
+        sign = 1.0 if ex.labels[-1] == 1.0 else -1.0
+        good_high[i, last, 1], good_low[i, last, 1] = 3 * sign, -3 * sign
+    assert training._ranking_loss(good_high, targets, batch) < 0.01
+    assert training._ranking_loss(good_low, targets, batch) > 5.0

@@ -69,6 +69,11 @@ class GeneratorRecipe:
     # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
     # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
     on_policy_context: float = 0.5
+    # Share of revise examples whose last attempt is synthetic: the correct solution itself or a near
+    # miss of it (one slipped digit, carried on; see ``near_miss``), after 0..3 of the model's own
+    # attempts. The target keeps a right attempt and repairs a near miss at its slip, which a model
+    # can learn only by checking each step against its own arithmetic.
+    near_miss_context: float = 0.0
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -90,6 +95,18 @@ class PrmRecipe:
     # Start the PRM's body from the generator's weights, as Qwen2.5-Math-PRM starts from its policy
     # model: checking a step's arithmetic is what the generator already does when it writes one.
     init_from_generator: bool = True
+    # Synthetic near misses per question: its correct solution with one slipped digit (in a result or
+    # in a copied operand), carried on consistently, beside the correct solution itself. They differ
+    # from a right answer in one digit, as the generator's own wrong answers mostly do, so the only
+    # way to score them apart is to check the arithmetic.
+    near_misses: int = 0
+    # Weight of a within-question ranking loss on the last step (each right solution above each wrong
+    # one of the same question); batches then hold ``questions_per_batch`` whole questions. BCE alone
+    # learns how hard a question is, which ranks questions but not one question's samples.
+    rank_weight: float = 0.0
+    questions_per_batch: int = 8
+    # Fresh layers on top of the generator's body (see ``prm_from_generator``).
+    extra_layers: int = 0
     threads: int = 2
 
 
@@ -153,23 +170,30 @@ class ProcessRewardModel(nn.Module):
         return logits
 
 
-def prm_from_generator(generator_dir: Path) -> tuple[ProcessRewardModel, Qwen2Config]:
+def prm_from_generator(generator_dir: Path,
+                       extra_layers: int = 0) -> tuple[ProcessRewardModel, Qwen2Config]:
     """A PRM whose Qwen2 body computes exactly what the Llama generator's body computes.
 
     The two architectures differ only in Qwen2's q/k/v biases, which start at zero; the score head is
-    new. (The generator's LM head is dropped.)"""
+    new. (The generator's LM head is dropped.) ``extra_layers`` fresh layers go on top, with zero
+    output projections so that they start as the identity: the generator's last layer is where it
+    predicts the next digit, so checking a written digit against that prediction needs a layer
+    after it."""
     generator = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
     g = generator.config
-    config = prm_config(ModelSize(g.hidden_size, g.num_hidden_layers, g.num_attention_heads,
-                                  g.intermediate_size))
+    config = prm_config(ModelSize(g.hidden_size, g.num_hidden_layers + extra_layers,
+                                  g.num_attention_heads, g.intermediate_size))
     model = ProcessRewardModel(config)
     body = {k.removeprefix("model."): v for k, v in generator.state_dict().items()
             if k.startswith("model.")}
     missing, unexpected = model.model.load_state_dict(body, strict=False)
-    assert not unexpected and all(k.endswith("_proj.bias") for k in missing), (missing, unexpected)
+    fresh = tuple(f"layers.{i}." for i in range(g.num_hidden_layers, config.num_hidden_layers))
+    assert not unexpected and all(k.endswith("_proj.bias") or k.startswith(fresh) for k in missing), (
+        missing, unexpected)
     with torch.no_grad():
         for name, param in model.model.named_parameters():
-            if name in missing:
+            if name.endswith("_proj.bias") or (name.startswith(fresh) and name.endswith(
+                    ("o_proj.weight", "down_proj.weight"))):
                 param.zero_()
     return model, config
 
@@ -304,7 +328,7 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
                           rng: random.Random, on_policy_context: float,
-                          contexts: int = 1) -> list[Example]:
+                          contexts: int = 1, near_miss_context: float = 0.0) -> list[Example]:
     """Revise examples from the model's own samples; the target is always the correct solution.
 
     Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
@@ -319,9 +343,14 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     for problem, attempts in ((p, a) for p, a in zip(problems, samples, strict=True)
                               for _ in range(contexts)):
         correct = problem.solution()
-        if rng.random() < on_policy_context and attempts:
+        draw = rng.random()
+        if draw < on_policy_context and attempts:
             k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
             chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
+        elif draw < on_policy_context + near_miss_context:
+            k = rng.randint(0, min(task.MAX_REVISION_CONTEXT - 1, len(attempts)))
+            chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
+            chosen.append(correct if rng.random() < 0.5 else near_miss(problem, rng))
         else:
             wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
                                        if not task.grade(problem, a).correct))
@@ -381,7 +410,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
         revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context,
-                                       recipe.revise_contexts)
+                                       recipe.revise_contexts, recipe.near_miss_context)
         report.phases["revise_sampling_s"] = time.time() - phase
 
         def mixed_batches() -> Iterator[list[list[Example]]]:
@@ -463,6 +492,35 @@ def prm_labels(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]
     return examples
 
 
+def near_miss(problem: task.Problem, rng: random.Random) -> str:
+    """The correct solution with one slipped digit at a random step, carried on consistently.
+
+    Half the slips are in the step's result, half in the operand it copies from the question."""
+    slip_at = rng.randrange(len(problem.ops))
+    in_operand = rng.random() < 0.5
+    value, steps = problem.operands[0], []
+    for i, (op, operand) in enumerate(zip(problem.ops, problem.operands[1:], strict=True)):
+        if i == slip_at and in_operand:
+            operand = _slip(operand, rng)
+        new = value + operand if op == "+" else value - operand
+        if i == slip_at and not in_operand:
+            new = _slip(new, rng)
+        steps.append(f"{value}{op}{operand}={new}")
+        value = new
+    steps.append(f"{task.ANSWER_PREFIX}{value}")
+    return "".join(step + "\n" for step in steps)
+
+
+def _slip(number: int, rng: random.Random) -> int:
+    """``number`` with one of its digits replaced by another (no new leading zero; sign kept)."""
+    digits = list(str(abs(number)))
+    at = rng.randrange(len(digits))
+    choices = [d for d in "0123456789" if d != digits[at] and not (at == 0 and d == "0" and len(digits) > 1)]
+    digits[at] = rng.choice(choices)
+    slipped = int("".join(digits))
+    return -slipped if number < 0 else slipped
+
+
 def _prefix_prompt(problem: task.Problem, steps: Sequence[str]) -> str:
     return task.solve_prompt(problem) + "".join(s + "\n" for s in steps)
 
@@ -485,14 +543,17 @@ def encode_prm(examples: Sequence[PrmExample]) -> tuple[torch.Tensor, torch.Tens
     return input_ids, attention, targets
 
 
-def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainReport:
-    started = time.time()
-    _seed_everything(recipe.seed, recipe.threads)
-    rng = random.Random(recipe.seed + 1)
+def label_prm_examples(recipe: PrmRecipe, generator_dir: Path) -> list[PrmExample]:
+    """Sample the generator on training questions (plus the synthetic near misses) and label every
+    solution's steps with Math-Shepherd values from rollouts."""
+    rng = random.Random(recipe.seed + 2)
     stream = task.training_problems(recipe.seed + 7)
     problems = [next(stream) for _ in range(recipe.questions)]
     prompts = [task.solve_prompt(p) for p in problems]
     samples = sample_solutions(generator_dir, prompts, recipe.samples_per_question, recipe.seed)
+    if recipe.near_misses:
+        samples = [[*row, p.solution(), *(near_miss(p, rng) for _ in range(recipe.near_misses))]
+                   for p, row in zip(problems, samples, strict=True)]
 
     def rollout(prefixes: list[str]) -> list[float]:
         completions = sample_solutions(generator_dir, prefixes, recipe.rollouts, recipe.seed + 3)
@@ -504,11 +565,51 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainRep
             rates.append(sum(task.grade(problem, done + o).correct for o in outs) / len(outs))
         return rates
 
-    examples = prm_labels(problems, samples, rollout)
+    return prm_labels(problems, samples, rollout)
+
+
+def _question_batches(examples: Sequence[PrmExample], recipe: PrmRecipe,
+                      rng: random.Random) -> Iterator[list[PrmExample]]:
+    """Batches of whole questions: ``questions_per_batch`` questions, an equal share of each one's
+    solutions, so that the ranking loss has right and wrong samples of one question to compare."""
+    by_question: dict[str, list[PrmExample]] = {}
+    for ex in examples:
+        by_question.setdefault(ex.prompt, []).append(ex)
+    questions = list(by_question.values())
+    per_question = max(1, recipe.batch_size // recipe.questions_per_batch)
+    while True:
+        batch: list[PrmExample] = []
+        for group in rng.sample(questions, min(recipe.questions_per_batch, len(questions))):
+            batch.extend(rng.sample(group, min(per_question, len(group))))
+        yield batch
+
+
+def _ranking_loss(logits: torch.Tensor, targets: torch.Tensor,
+                  batch: Sequence[PrmExample]) -> torch.Tensor:
+    """Mean logistic loss of (wrong − right) last-step margins over each question's pairs."""
+    has_tag = ~torch.isnan(targets)
+    last = has_tag.shape[1] - 1 - has_tag.flip(1).int().argmax(dim=1)
+    margin = logits[torch.arange(len(batch)), last].diff(dim=-1).squeeze(-1)  # logit good − bad
+    terms = []
+    for i, a in enumerate(batch):
+        for j, b in enumerate(batch):
+            if a.prompt == b.prompt and a.labels[-1] == 1.0 and b.labels[-1] == 0.0:
+                terms.append(torch.nn.functional.softplus(margin[j] - margin[i]))
+    return torch.stack(terms).mean() if terms else logits.sum() * 0.0
+
+
+def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path,
+              examples: Sequence[PrmExample] | None = None) -> TrainReport:
+    """Label (unless ``examples`` are given) and train a PRM into ``out_dir``."""
+    started = time.time()
+    _seed_everything(recipe.seed, recipe.threads)
+    rng = random.Random(recipe.seed + 1)
+    if examples is None:
+        examples = label_prm_examples(recipe, generator_dir)
     report = TrainReport()
     report.phases["labelling_s"] = time.time() - started
     if recipe.init_from_generator:
-        model, config = prm_from_generator(generator_dir)
+        model, config = prm_from_generator(generator_dir, recipe.extra_layers)
     else:
         config = prm_config(SIZES[recipe.size])
         model = ProcessRewardModel(config)
@@ -516,16 +617,20 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path) -> TrainRep
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
     phase = time.time()
+    grouped = _question_batches(examples, recipe, rng) if recipe.rank_weight > 0 else None
     for step in (bar := tqdm(range(recipe.steps), desc="prm", mininterval=5)):
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, recipe.steps, recipe.lr)
-        input_ids, attention, targets = encode_prm(rng.sample(examples, min(recipe.batch_size,
-                                                                            len(examples))))
+        batch = (next(grouped) if grouped is not None
+                 else rng.sample(list(examples), min(recipe.batch_size, len(examples))))
+        input_ids, attention, targets = encode_prm(batch)
         logits = model(input_ids, attention)
         mask = ~torch.isnan(targets)
         log_probs = torch.log_softmax(logits[mask], dim=-1)
         soft = targets[mask]
         loss = -(soft * log_probs[:, 1] + (1 - soft) * log_probs[:, 0]).mean()  # BCE on soft labels
+        if recipe.rank_weight > 0:
+            loss = loss + recipe.rank_weight * _ranking_loss(logits, targets, batch)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
