@@ -129,21 +129,6 @@ def _arithmetic_holds(step: str) -> bool:
     return eval(lhs) == int(rhs)  # noqa: S307 - a test's own generated integers
 
 
-def test_near_miss_revise_contexts_end_in_the_solution_or_a_near_miss() -> None:
-    import random
-
-    problem = task.Problem((37, 5, 12), ("+", "-"), level=2)
-    samples = [["37+5=42\n42-12=30\nanswer: 30\n", "37+5=41\n41-12=29\nanswer: 29\n"]]
-    examples = [training.build_revise_examples([problem], samples, random.Random(seed),
-                                               on_policy_context=0.0, near_miss_context=1.0)[0]
-                for seed in range(40)]
-    last = [ex.prompt.rsplit("attempt:\n", 1)[1].removesuffix("revision:\n") for ex in examples]
-    assert all(ex.target == problem.solution() for ex in examples)
-    kept = [a for a in last if a == problem.solution()]
-    missed = [a for a in last if a != problem.solution()]
-    assert kept and missed and all(not task.grade(problem, a).correct for a in missed)
-
-
 def test_prm_batches_hold_whole_questions_and_the_ranking_loss_orders_them() -> None:
     import random
     from dataclasses import replace

@@ -69,11 +69,6 @@ class GeneratorRecipe:
     # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
     # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
     on_policy_context: float = 0.5
-    # Share of revise examples whose last attempt is synthetic: the correct solution itself or a near
-    # miss of it (one slipped digit, carried on; see ``near_miss``), after 0..3 of the model's own
-    # attempts. The target keeps a right attempt and repairs a near miss at its slip, which a model
-    # can learn only by checking each step against its own arithmetic.
-    near_miss_context: float = 0.0
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -328,7 +323,7 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
                           rng: random.Random, on_policy_context: float,
-                          contexts: int = 1, near_miss_context: float = 0.0) -> list[Example]:
+                          contexts: int = 1) -> list[Example]:
     """Revise examples from the model's own samples; the target is always the correct solution.
 
     Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
@@ -343,14 +338,9 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     for problem, attempts in ((p, a) for p, a in zip(problems, samples, strict=True)
                               for _ in range(contexts)):
         correct = problem.solution()
-        draw = rng.random()
-        if draw < on_policy_context and attempts:
+        if rng.random() < on_policy_context and attempts:
             k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
             chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
-        elif draw < on_policy_context + near_miss_context:
-            k = rng.randint(0, min(task.MAX_REVISION_CONTEXT - 1, len(attempts)))
-            chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
-            chosen.append(correct if rng.random() < 0.5 else near_miss(problem, rng))
         else:
             wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
                                        if not task.grade(problem, a).correct))
@@ -410,7 +400,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
         revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context,
-                                       recipe.revise_contexts, recipe.near_miss_context)
+                                       recipe.revise_contexts)
         report.phases["revise_sampling_s"] = time.time() - phase
 
         def mixed_batches() -> Iterator[list[list[Example]]]:
