@@ -27,40 +27,48 @@ ROLES = {
 
 KNOWN_LIMITS = {
     "generator-small": (
-        "- **The reviser still does not improve on its first attempt** (the table above), though it "
-        "falls far less than the first version did (level 3: 0.58 → 0.20 over four attempts, was "
-        "0.52 → 0.03). Half of its revise examples now show its own attempts as drawn (right or "
-        "wrong, target the correct solution), half follow the paper (wrong attempts only). Read "
-        "side by side, its revisions keep a correct attempt about half the time and otherwise "
-        "perturb numbers (`84-15=69` → `84-15=79`): the wrong-only half teaches that an attempt in "
-        "context must change, and at 0.9M parameters it cannot tell which step is wrong. Tried "
-        "since (dev split, not shipped): on-policy contexts only; then 32,000 distinct on-policy "
-        "contexts (8,000 questions) and 1,000 revise steps. The latter lifts the first attempt a "
-        "lot (level 3 0.80, level 4 0.60: the solve form was under-trained) but revisions still "
-        "fall (level 4 0.60 → 0.34). Its contexts come from the model before the revise phase, "
-        "which is right far less often than the model that will read them: it learns that an "
-        "attempt is usually wrong and changes a digit. A second stage with contexts re-sampled from "
-        "the revised model (500 more steps) halves the fall at level 4 (0.73 → 0.53) and lifts the "
-        "first attempt again (level 5 0.41), but revisions still fall at every level above 1.\n"
-        "- Level 5 pass@1 is 0.125, above the 0.1 the task asks of its hardest setting; level 5 "
-        "needs to be harder (e.g. 7 operations)."),
+        "- **The reviser does not improve on its first attempt; it makes it worse** (the table "
+        "above: level 2 0.32 → 0.03 over four attempts). Half of its revise examples show its own "
+        "attempts as drawn (right or wrong, target the correct solution), half follow the paper "
+        "(wrong attempts only). Read side by side, a revision copies an attempt and changes a digit "
+        "(`84-15=69` → `84-15=79`). Tried on dev (40 questions per level × 4 chains, not shipped):\n"
+        "  - on-policy contexts only, 32,000 distinct contexts, 1,000 revise steps: the first "
+        "attempt rises a lot (the solve form was under-trained) but revisions still fall;\n"
+        "  - a second stage with contexts re-sampled from that model: the fall halves, the sign "
+        "stays;\n"
+        "  - contexts whose last attempt is the correct solution or a synthetic near miss of it "
+        "(one slipped digit, carried on), to teach repair at the slip: much worse "
+        "(level 2 0.43 → 0.05).\n"
+        "  Our reading (not a measurement): the cause is the one the PRM shows (its card): at this "
+        "size the model does not learn to check a written step's arithmetic, so a context it "
+        "cannot judge is noise to copy or perturb.\n"
+        "- Level 5 (7 operations) is one operation beyond every training question; its pass@1 "
+        "(0.004) measures that as much as the model's arithmetic."),
     "generator-large": (
         "- It saw exactly the training stream of the small generator's solve phase (1,500 steps of "
         "64 questions, same seed), at a lower learning rate and in bf16 autocast with fp32 master "
         "weights (2.2 s a step on 2 cores instead of 5.5 s in fp32). It has no revise phase, so its "
         "token count is the small one's minus that phase.\n"
-        "- At ~14.6x the small one's parameters it gains most where the small one is weakest "
-        "(greedy vs the small one's pass@1 above); how that compares with spending the same FLOPs "
-        "at test time is in docs/routing.md (`ttc-serve exchange`)."),
+        "- Level 5 (7 operations, one beyond its training questions) is 0 for it too: more "
+        "parameters do not buy length generalisation here.\n"
+        "- How it compares with spending the same FLOPs at test time is in docs/routing.md "
+        "(`ttc-serve exchange`)."),
     "prm": (
-        "- Started from the generator's weights (as Qwen2.5-Math-PRM starts from its policy model) "
-        "and trained on 8 samples per question, it still discriminates weakly within a level "
-        "(AUROC 0.66–0.72; 0.86 across levels): best-of-16 weighted ties majority@16 at levels 2–3 "
-        "and trails it at 4–5. That AUROC comes from between questions (how hard each is), not "
-        "from within one: on dev, the single top-scored of a question's 16 samples is right less "
-        "often than a random one (level 3: 0.33 vs pass@1 0.59; level 4: 0.05 vs 0.36), whatever "
-        "the aggregation (last, min, prod, mean). Next: a loss that ranks a question's own samples, "
-        "and more near-miss negatives (one wrong digit, the generator's usual slip)."),
+        "- **It does not check a step's arithmetic.** Its AUROC across levels (0.87) comes from "
+        "telling easy questions from hard ones; within a level it is 0.50–0.70, and best-of-16 "
+        "weighted by it trails majority@16 at levels 2–4. Given `3+4=7` and `3+4=8` it scores both "
+        "0.958. On dev, the top-scored of a question's 16 samples is right less often than a random "
+        "one, whatever the aggregation (last, min, prod, mean).\n"
+        "- Tried on dev (not shipped; recipe options `near_misses`, `rank_weight`, "
+        "`extra_layers`): two synthetic near misses per question (the correct solution with one "
+        "slipped digit, carried on) beside the correct one; a within-question ranking loss on the "
+        "last step; two fresh layers on top of the generator's body (a digit written at position t "
+        "can only be compared with the prediction made at t−1 by a layer after the last one). None "
+        "moved top-1 above a random sample or best-of-16 above majority. A PRM trained from "
+        "scratch on level-1 near misses with exact labels stays at chance after 1,250 steps of 32, "
+        "while the same path learns 'is the last digit even' in 100: checking arithmetic is what "
+        "does not train at this size and length. Next: a long verification phase on cheap "
+        "synthetic exact labels (no rollouts) before the Math-Shepherd phase, and depth."),
 }
 
 
