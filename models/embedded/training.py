@@ -171,9 +171,8 @@ def prm_from_generator(generator_dir: Path,
 
     The two architectures differ only in Qwen2's q/k/v biases, which start at zero; the score head is
     new. (The generator's LM head is dropped.) ``extra_layers`` fresh layers go on top, with zero
-    output projections so that they start as the identity: the generator's last layer is where it
-    predicts the next digit, so checking a written digit against that prediction needs a layer
-    after it."""
+    output projections so that they start as the identity (more depth for checking a step; in the
+    session-4 probes it made no difference, see the PRM card)."""
     generator = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
     g = generator.config
     config = prm_config(ModelSize(g.hidden_size, g.num_hidden_layers + extra_layers,
