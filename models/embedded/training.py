@@ -606,12 +606,13 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path,
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
     phase = time.time()
-    grouped = _question_batches(examples, recipe, rng) if recipe.rank_weight > 0 else None
+    pool = list(examples)
+    grouped = _question_batches(pool, recipe, rng) if recipe.rank_weight > 0 else None
     for step in (bar := tqdm(range(recipe.steps), desc="prm", mininterval=5)):
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, recipe.steps, recipe.lr)
         batch = (next(grouped) if grouped is not None
-                 else rng.sample(list(examples), min(recipe.batch_size, len(examples))))
+                 else rng.sample(pool, min(recipe.batch_size, len(pool))))
         input_ids, attention, targets = encode_prm(batch)
         logits = model(input_ids, attention)
         mask = ~torch.isnan(targets)
