@@ -73,11 +73,11 @@ def train_prm(
     _stop_on_sigterm()
     from dataclasses import replace
 
-    from models.embedded import training
+    from models.embedded import prm_training
 
-    recipe = replace(training.SMOKE_PRM if smoke else training.PrmRecipe(), seed=seed)
+    recipe = replace(prm_training.SMOKE_PRM if smoke else prm_training.PrmRecipe(), seed=seed)
     out = out or EMBEDDED_DIR / "prm"
-    report = training.train_prm(recipe, generator, out)
+    report = prm_training.train_prm(recipe, generator, out)
     typer.echo(f"{out}: {report.parameters} parameters, {report.seconds:.0f}s, "
                f"final loss {report.final_loss:.4f}")
 
@@ -205,7 +205,8 @@ def bench(
         raise typer.BadParameter("no calibrated policy (run `ttc-serve calibrate` first)")
     plan = bench_module.BenchPlan(budgets=_floats(budgets, "--budgets"),
                                   curve_budgets=_floats(curve_budgets, "--curve-budgets"),
-                                  oracle_samples=oracle_samples, concurrency=concurrency)
+                                  oracle_samples=oracle_samples,
+                                  difficulty_samples=policy.difficulty.samples, concurrency=concurrency)
     items = load_questions(questions, per_level)
     store = _bound_store(out_dir, _run_context(settings, items, policy))
 

@@ -25,11 +25,21 @@ def bin_of(score: float, thresholds: Sequence[float]) -> int:
 
 
 def fit_thresholds(scores: Sequence[float], bins: int = BINS) -> list[float]:
-    """Quantile edges that split ``scores`` into ``bins`` groups of (nearly) equal size."""
+    """Quantile edges that split ``scores`` into ``bins`` groups of (nearly) equal size.
+
+    A score at an edge goes to the easier bin (``bin_of``), so when the lowest edge falls on the
+    minimum (ties at the bottom, e.g. every question the model never solves has oracle pass@1 0) it
+    is moved up to the next distinct score: the hardest bin then holds those tied questions instead
+    of being empty."""
     ordered = sorted(scores)
     if not ordered:
         raise ValueError("no scores to fit thresholds on")
-    return [ordered[min(len(ordered) - 1, (len(ordered) * q) // bins)] for q in range(1, bins)]
+    edges = [ordered[min(len(ordered) - 1, (len(ordered) * q) // bins)] for q in range(1, bins)]
+    above = [s for s in ordered if s > ordered[0]]
+    if edges[0] == ordered[0] and above:
+        edges[0] = above[0]
+        edges = [max(e, edges[0]) for e in edges]
+    return edges
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class DifficultyPredictor(Protocol):
 class Policy(Protocol):
     def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]: ...
 
+    def depends_on_difficulty(self, budget: float) -> bool: ...
+
 
 @dataclass(frozen=True)
 class FixedPolicy:
@@ -47,6 +49,9 @@ class FixedPolicy:
 
     def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]:
         return self.strategy, {}
+
+    def depends_on_difficulty(self, budget: float) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,10 @@ class Engine:
 
     async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
         difficulty = None
-        if request.strategy == AUTO and self.difficulty is not None:
+        # The estimate is worth its FLOPs only where the policy's choice turns on it; elsewhere the
+        # whole budget goes to the one configuration every bin would get.
+        if (request.strategy == AUTO and self.difficulty is not None
+                and self.policy.depends_on_difficulty(ctx.meter.ledger.remaining)):
             difficulty = await self.difficulty.predict(ctx)
             ctx.reuse = list(difficulty.candidates)
         name, params_raw = (request.strategy, request.strategy_params)

@@ -5,7 +5,8 @@ A versioned JSON artifact written by ``ttc-serve calibrate``. It names the model
 difficulty predictor's settings and bin thresholds, and per bin a list of budget grid points, each
 with the strategy and parameters that won there. ``choose`` is pure: a budget between grid points
 gets the configuration of the largest grid point it covers (that configuration then sizes itself to
-the actual budget); a budget below the grid gets the smallest grid point's configuration.
+the actual budget); a budget below the grid gets the smallest grid point's configuration. Where every
+bin gets the same configuration at a budget, ``auto`` skips the difficulty estimate there.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class CalibratedPolicy(BaseModel):
         i = bisect.bisect_right([p.budget for p in points], budget) - 1
         point = points[max(0, i)]
         return point.strategy, dict(point.params)
+
+    def depends_on_difficulty(self, budget: float) -> bool:
+        """Whether bins would get different configurations at this budget (else ``auto`` need not
+        spend anything on predicting the bin)."""
+        return len({repr(self.choose(b, budget)) for b in range(1, self.difficulty.bins + 1)}) > 1
 
     def check_models(self, served: ModelIds) -> None:
         if served != self.models:

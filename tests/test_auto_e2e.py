@@ -1,8 +1,11 @@
-"""strategy="auto" through HTTP on the real embedded models and the shipped calibrated policy:
-difficulty predicted with the PRM (and charged), the policy's choice run, all within the budget."""
+"""strategy="auto" through HTTP on the real embedded models: with a policy whose choice turns on the
+bin, difficulty is predicted with the PRM (and charged) and the policy's choice for that bin runs;
+where every bin gets the same configuration, the estimate is skipped and the whole budget goes to it.
+All within the budget."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -10,14 +13,33 @@ import pytest
 
 from app.settings import EMBEDDED_POLICY, Settings
 from app.state import load_policy
-from router.policy import CalibratedPolicy, PolicyMismatch
+from router.policy import CalibratedPolicy, GridPoint, PolicyMismatch
+from tests.conftest import Backends, LiveService, service_settings
+
+
+def _per_bin_policy() -> CalibratedPolicy:
+    """The shipped policy with the easiest bin sent to majority and every other to best-of-N at
+    every budget, so that the choice depends on the bin everywhere."""
+    shipped = CalibratedPolicy.load(EMBEDDED_POLICY)
+    table = {b: [GridPoint(budget=p.budget, strategy="majority" if b == 1 else "best_of_n")
+                 for p in points] for b, points in shipped.table.items()}
+    return shipped.model_copy(update={"table": table})
+
+
+@pytest.fixture(scope="module")
+def per_bin(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    path = tmp_path_factory.mktemp("policy") / "policy.json"
+    _per_bin_policy().save(path)
+    with LiveService(service_settings(backends, policy_path=path)) as live, \
+            httpx.Client(base_url=live.url, timeout=120) as http:
+        yield http
 
 
 @pytest.mark.parametrize("budget", [2e9, 8e9])
 def test_auto_reports_difficulty_bin_and_the_policy_choice_within_budget(
-        client: httpx.Client, budget: float) -> None:
-    policy = CalibratedPolicy.load(EMBEDDED_POLICY)
-    reply = client.post("/v1/completions", json={
+        per_bin: httpx.Client, budget: float) -> None:
+    policy = _per_bin_policy()
+    reply = per_bin.post("/v1/completions", json={
         "model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget, "seed": 5})
     assert reply.status_code == 200, reply.text
     compute = reply.json()["compute"]
@@ -32,14 +54,32 @@ def test_auto_reports_difficulty_bin_and_the_policy_choice_within_budget(
     assert compute["flops_used"] == pytest.approx(sum(compute["flops"].values()))
 
 
-def test_the_prediction_samples_are_reused_by_the_strategy(client: httpx.Client) -> None:
-    reply = client.post("/v1/completions", json={
+def test_the_prediction_samples_are_reused_by_the_strategy(per_bin: httpx.Client) -> None:
+    reply = per_bin.post("/v1/completions", json={
         "model": "ttc-arith", "prompt": "question: 3+4\n", "flops_budget": 4e9, "seed": 1,
         "strategy": "auto", "strategy_params": {}, "return_trace": True})
     compute = reply.json()["compute"]
     # the difficulty samples show up among the strategy's candidates (traced), not drawn twice
     assert compute["samples"] >= compute["difficulty"]["samples"]
     assert reply.json()["choices"][0]["text"].strip().endswith("answer: 7")
+
+
+def test_auto_skips_the_estimate_where_every_bin_gets_the_same_choice(per_bin: httpx.Client,
+                                                                      client: httpx.Client) -> None:
+    flat = CalibratedPolicy.load(EMBEDDED_POLICY)
+    budget = next((p.budget for p in flat.table[1] if not flat.depends_on_difficulty(p.budget)), None)
+    if budget is None:
+        pytest.skip("the shipped policy depends on the bin at every grid budget")
+    reply = client.post("/v1/completions", json={
+        "model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget, "seed": 5})
+    assert reply.status_code == 200, reply.text
+    compute = reply.json()["compute"]
+    assert compute["difficulty"] is None and compute["flops"].get("difficulty", 0.0) == 0.0
+    assert compute["strategy"] == flat.choose(None, budget)[0] and compute["flops_used"] <= budget
+    # the same request where the choice does turn on the bin pays for the estimate
+    assert per_bin.post("/v1/completions", json={
+        "model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget,
+        "seed": 5}).json()["compute"]["flops"]["difficulty"] > 0
 
 
 def test_a_policy_for_other_models_is_refused_at_start_up(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
         "strategies_by_level.png", "bins_oracle_vs_predicted.png"}
 
     bench_plan = bench.BenchPlan(budgets=(2e9,), curve_budgets=(1e9, 4e9), configs=configs,
-                                 oracle_samples=4, concurrency=8)
+                                 oracle_samples=4, difficulty_samples=policy.difficulty.samples,
+                                 concurrency=8)
     bench_store = RecordStore(tmp_path / "bench" / "records.jsonl")
     test_questions = embedded_split("test", per_level=1)
 
@@ -64,8 +65,11 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     asyncio.run(run_bench())
     auto = bench_store.phase("auto")
     assert len(auto) == len(test_questions)
-    assert all(r["flops_used"] <= r["budget"] and r["flops"]["difficulty"] > 0 for r in auto)
+    estimates = policy.depends_on_difficulty(2e9)  # auto pays for the estimate only where it matters
+    assert all(r["flops_used"] <= r["budget"] and (r["flops"]["difficulty"] > 0) == estimates
+               for r in auto)
     result = bench.summarise(bench_store, test_questions, bench_plan, policy)
+    assert result["agreement"]["questions"] == len(test_questions)  # bins predicted in their own phase
     entry = result["budgets"]["2e+09"]
     assert 0 <= entry["auto"]["accuracy"] <= 1
     assert entry["efficiency"]["bound"] in ("measured", "above", "below")

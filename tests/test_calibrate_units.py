@@ -34,16 +34,20 @@ def test_cross_validation_chooses_on_one_fold_and_measures_on_the_other() -> Non
     bins = {f"q{i}": 1 if i < n // 2 else 2 for i in range(n)}
     cv = fit.cross_validated(data, bins)[1.0]
     assert cv["per_bin_choice"] == 1.0 and cv["single_best"] <= 0.5 and cv["questions"] == n
+    assert cv["margin"] == cv["per_bin_choice"] - cv["single_best"] and cv["margin_low"] > 0
 
 
 def test_the_policy_falls_back_to_one_configuration_where_per_bin_choice_does_not_cross_validate() -> None:
     data = rows({("a", 1.0): [True, True, False, False], ("b", 1.0): [False, True, True, False],
                  ("a", 2.0): [True, False, True, False], ("b", 2.0): [False, True, False, True]})
     bins = {"q0": 1, "q1": 1, "q2": 2, "q3": 2}
-    cv = {1.0: {"per_bin_choice": 0.5, "single_best": 0.75}, 2.0: {"per_bin_choice": 0.9, "single_best": 0.5}}
+    cv = {1.0: {"margin": -0.25, "margin_low": -0.5}, 2.0: {"margin": 0.4, "margin_low": 0.1},
+          4.0: {"margin": 0.1, "margin_low": -0.05}}  # 4.0: better, but within the noise
+    data += rows({("a", 4.0): [True, True, False, False], ("b", 4.0): [False, True, True, False]})
     chosen = fit.choose_by_cv(data, bins, cv)
     assert {chosen[(1, 1.0)].config, chosen[(2, 1.0)].config} == {"a"}  # one for all: "a" is best overall
     assert not chosen[(1, 1.0)].per_bin and chosen[(1, 2.0)].per_bin
+    assert not chosen[(1, 4.0)].per_bin and not chosen[(2, 4.0)].per_bin
 
 
 def test_agreement_counts_exact_and_near_matches() -> None:

@@ -40,6 +40,14 @@ def test_choose_is_total_and_picks_the_largest_grid_point_covered(bin_: int | No
     assert strategy == covered[-1].strategy
 
 
+@given(budget=st.floats(1e-3, 1e30))
+def test_the_choice_depends_on_difficulty_exactly_where_bins_differ(budget: float) -> None:
+    varied = make_policy()  # strategies rotate over the bins at every grid point
+    assert varied.depends_on_difficulty(budget)
+    same = varied.model_copy(update={"table": {b: varied.table[1] for b in varied.table}})
+    assert not same.depends_on_difficulty(budget)
+
+
 def test_choose_returns_a_copy_of_the_params() -> None:
     policy = make_policy()
     _, params = policy.choose(1, 2e9)
@@ -80,3 +88,12 @@ def test_quantile_thresholds_split_scores_into_near_equal_bins(scores: list[floa
     if len(set(scores)) == len(scores):  # no ties: every bin gets its fifth (give or take one)
         for b in range(1, 6):
             assert abs(bins.count(b) - len(scores) / 5) <= 1.5
+    if min(scores) < max(scores):  # ties at the bottom fill the hardest bin, not the one above it
+        assert bins[scores.index(min(scores))] == 5
+
+
+def test_unsolved_questions_fill_the_hardest_oracle_bin() -> None:
+    rates = [0.0] * 27 + [i / 53 for i in range(1, 54)]  # as on the dev split: 27 of 80 never solved
+    thresholds = fit_thresholds(rates)
+    bins = [bin_of(r, thresholds) for r in rates]
+    assert bins[:27] == [5] * 27 and all(b < 5 for b in bins[27:])

@@ -4,7 +4,9 @@ configuration at the same budgets, and best-of-N weighted over a wider range of 
 Reported: accuracy with 95% intervals; ``auto`` minus the best fixed configuration, paired over
 questions with a bootstrap interval; the efficiency figure, i.e. the FLOPs best-of-N needs to reach
 the accuracy ``auto`` reaches at budget B, divided by B; and the agreement of the predicted bins
-with the oracle bins (test pass@1, binned by the calibration split's oracle thresholds).
+with the oracle bins (test pass@1, binned by the calibration split's oracle thresholds). The bins are
+predicted for every question in a phase of their own, as ``auto`` would predict them: ``auto`` itself
+skips the estimate at budgets where the policy's choice does not depend on it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from router.calibrate import fit, plots, stats
 from router.calibrate.dataset import Question
-from router.calibrate.grid import DEFAULT_GRID, GridConfig, oracle_pass_rates, run_grid
+from router.calibrate.grid import DEFAULT_GRID, GridConfig, oracle_pass_rates, predict_difficulty, run_grid
 from router.calibrate.records import RecordStore
 from router.engine import Engine
 from router.policy import CalibratedPolicy
@@ -32,12 +34,14 @@ class BenchPlan:
     curve_budgets: tuple[float, ...] = (1e9, 2e9, 4e9, 8e9, 1.6e10, 3.2e10)
     configs: tuple[GridConfig, ...] = DEFAULT_GRID
     oracle_samples: int = 16
+    difficulty_samples: int = 4  # the policy's
     concurrency: int = 16
 
 
 async def collect(fixed: Sequence[Engine], auto: Sequence[Engine], questions: Sequence[Question],
                   store: RecordStore, plan: BenchPlan) -> None:
     await oracle_pass_rates(fixed, questions, plan.oracle_samples, store, plan.concurrency)
+    await predict_difficulty(fixed, questions, plan.difficulty_samples, store, plan.concurrency)
     await run_grid(auto, questions, [AUTO], plan.budgets, store, "auto", plan.concurrency)
     await run_grid(fixed, questions, plan.configs, plan.budgets, store, "fixed", plan.concurrency)
     bon = [c for c in plan.configs if c.strategy == BEST_OF_N]
@@ -73,6 +77,7 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: BenchPlan
             k: sum(r["flops"].get(k, 0.0) for r in auto_rows) / len(auto_rows)
             for k in ("difficulty", "generator", "verifier")}
         entry["auto"]["strategies"] = dict(Counter(r["strategy"] for r in auto_rows))
+        entry["auto"]["estimated_share"] = sum("bin" in r for r in auto_rows) / len(auto_rows)
         for config in plan.configs:
             rows = [fixed[(config.label, budget, q)] for q in qids if (config.label, budget, q) in fixed]
             entry["fixed"][config.label] = accuracy(rows)
@@ -89,7 +94,9 @@ def summarise(store: RecordStore, questions: Sequence[Question], plan: BenchPlan
 
     rates = {r["qid"]: r["pass_rate"] for r in store.phase("oracle") if r["qid"] in wanted}
     oracle = fit.bins_from(rates, policy.fitted.get("oracle_thresholds", [0.2, 0.4, 0.6, 0.8]))
-    predicted = {r["qid"]: r["bin"] for r in auto.values() if "bin" in r}
+    scores = {r["qid"]: r["score"] for r in store.phase("difficulty")
+              if r["qid"] in wanted and r["config"] == f"k={plan.difficulty_samples}"}
+    predicted = fit.bins_from(scores, policy.difficulty.thresholds)
     by_bin: dict[str, Any] = {}
     for budget in plan.budgets:
         for b in range(1, policy.difficulty.bins + 1):

@@ -1,6 +1,7 @@
 """Fitting the policy from grid results (pure functions), as the paper does: per difficulty bin and
 budget, the configuration with the best accuracy; its accuracy is estimated with 2-fold
-cross-validation (choose on one half of the questions, measure on the other)."""
+cross-validation (choose on one half of the questions, measure on the other). A per-bin choice is
+kept only where it beats the single best configuration by more than the noise of that estimate."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from router.calibrate.stats import paired_bootstrap
 from router.difficulty import BINS, bin_of, fit_thresholds
 
 Row = Mapping[str, Any]
@@ -54,15 +56,16 @@ def choose_best(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int,
 
 def choose_by_cv(rows: Sequence[Row], bins: Mapping[str, int],
                  cv: Mapping[float, Mapping[str, float]]) -> dict[tuple[int, float], Choice]:
-    """Per budget, the granularity that cross-validates better: a configuration per bin, or the single
-    best configuration for every bin. With few questions per bin the per-bin winner is often noise,
-    and cross-validation says where (the paper had 500 questions; a CPU calibration has far fewer)."""
+    """Per budget, a configuration per bin only where that cross-validates better than the single
+    best configuration for every bin by more than its noise: the paired 95% interval of the margin
+    (``margin_low``) lies above 0. With few questions per bin the per-bin winner is often noise (the
+    paper had 500 questions; a CPU calibration has far fewer), and a choice kept on a margin of one or
+    two questions then loses on the test split (session 4: it sent a third of them to revisions)."""
     per_bin = choose_best(rows, bins)
     single = choose_best(rows, dict.fromkeys(bins, 0))
     chosen = {}
     for (b, budget), choice in per_bin.items():
-        scores = cv.get(budget, {})
-        if scores.get("single_best", 0.0) >= scores.get("per_bin_choice", 0.0) and (0, budget) in single:
+        if cv.get(budget, {}).get("margin_low", 0.0) <= 0.0 and (0, budget) in single:
             flat = single[(0, budget)]
             chosen[(b, budget)] = Choice(flat.config, flat.accuracy, flat.mean_flops, per_bin=False)
         else:
@@ -73,7 +76,8 @@ def choose_by_cv(rows: Sequence[Row], bins: Mapping[str, int],
 def cross_validated(rows: Sequence[Row], bins: Mapping[str, int], seed: int = 0,
                     folds: int = 2) -> dict[float, dict[str, float]]:
     """Per budget: accuracy of the per-bin choice made on the other fold(s), and of the best single
-    configuration chosen the same way, over all questions."""
+    configuration chosen the same way, over all questions; and their paired difference with its 95%
+    bootstrap interval over the questions (``margin``, ``margin_low``, ``margin_high``)."""
     qids = sorted(bins)
     random.Random(seed).shuffle(qids)
     fold_of = {q: i % folds for i, q in enumerate(qids)}
@@ -93,9 +97,13 @@ def cross_validated(rows: Sequence[Row], bins: Mapping[str, int], seed: int = 0,
                 flat = single.get((0, budget))
                 row = by_key.get((flat.config, budget, q)) if flat else None
                 hits_single[budget].append(bool(row and row["correct"]))
-    return {b: {"per_bin_choice": sum(hits[b]) / len(hits[b]),
-                "single_best": sum(hits_single[b]) / len(hits_single[b]), "questions": len(hits[b])}
-            for b in budgets}
+    out = {}
+    for b in budgets:
+        margin, low, high = paired_bootstrap(hits[b], hits_single[b], seed=seed)
+        out[b] = {"per_bin_choice": sum(hits[b]) / len(hits[b]),
+                  "single_best": sum(hits_single[b]) / len(hits_single[b]), "questions": len(hits[b]),
+                  "margin": margin, "margin_low": low, "margin_high": high}
+    return out
 
 
 Table = dict[int, dict[str, dict[float, dict[str, float]]]]
