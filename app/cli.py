@@ -28,14 +28,29 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     """Serve the API. With no TTC_GENERATOR_URL / TTC_PRM_URL, start the embedded vLLM CPU servers."""
     import uvicorn
 
+    from app.backends import embedded_server_specs
     from app.main import create_app
+    from models.launcher import ServerStartError, running
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # uvicorn re-raises Ctrl-C after its graceful shutdown; by then everything is stopped.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    urls = {"generator_url": settings.generator_url, "prm_url": settings.prm_url}
+    wanted = [spec for spec, url in zip(embedded_server_specs(settings), urls.values(), strict=True)
+              if url is None]
+    # The embedded servers start here, before uvicorn, rather than in the app's lifespan: uvicorn
+    # acts on Ctrl-C only once its start-up has finished, which took minutes on a busy machine.
+    # Here Ctrl-C stops the start at once, and ``running`` stops whatever had started.
+    try:
+        with contextlib.suppress(KeyboardInterrupt), \
+                running(*wanted, timeout_s=settings.backend_start_timeout_s) as servers:
+            started = iter(server.base_url for server in servers)
+            settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
+            # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    except ServerStartError as exc:
+        typer.echo(f"ttc-serve: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @train_cli.command("generator")
@@ -87,11 +102,11 @@ BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
 LARGE_DIR = EMBEDDED_DIR / "generator-large"
 
 
-def _bound_store(out_dir: Path, context: dict[str, str]) -> RecordStore:
+def _bound_store(out_dir: Path, context: dict[str, str], name: str = "records.jsonl") -> RecordStore:
     """The run's record store, bound to what its records depend on (see ``RecordStore``)."""
     from router.calibrate.records import RecordStore
 
-    store = RecordStore(out_dir / "records.jsonl", context)
+    store = RecordStore(out_dir / name, context)
     if store.stale is not None:
         typer.echo(f"records of other models or questions moved to {store.stale}")
     return store
@@ -208,16 +223,17 @@ def bench(
                                   oracle_samples=oracle_samples,
                                   difficulty_samples=policy.difficulty.samples, concurrency=concurrency)
     items = load_questions(questions, per_level)
-    store = _bound_store(out_dir, _run_context(settings, items, policy))
+    store = _bound_store(out_dir, _run_context(settings, items))
+    auto_store = _bound_store(out_dir, _run_context(settings, items, policy), "auto.jsonl")
 
     async def run() -> None:
         async with backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
             await bench_module.collect(engines(settings, pairs),
                                        engines(settings, pairs, policy=policy, difficulty=difficulty),
-                                       items, store, plan)
+                                       items, store, auto_store, plan)
 
     asyncio.run(run())
-    summary = bench_module.summarise(store, items, plan, policy)
+    summary = bench_module.summarise(store, auto_store, items, plan, policy)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     figures = bench_module.write_figures(summary, out_dir)
     for budget, entry in summary["budgets"].items():

@@ -101,6 +101,7 @@ class VllmServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    ready: bool = False  # /health answered 200
 
     @property
     def base_url(self) -> str:
@@ -139,6 +140,7 @@ class VllmServer:
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base_url}/health")).status_code == 200:
+                        self.ready = True
                         return
                 if time.monotonic() > deadline:
                     self.stop()
@@ -150,8 +152,13 @@ class VllmServer:
         asyncio.run(self.astart(timeout_s))
 
     def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM the server's process group, then SIGKILL what is left after ``grace_s``."""
+        """SIGTERM the server's process group, then SIGKILL what is left after ``grace_s``. A server
+        that never became ready has nothing to drain and is killed at once: vLLM ignores SIGTERM
+        while it loads, and waiting out the grace made Ctrl-C during start-up take half a minute."""
         process, self.process = self.process, None
+        if not self.ready:
+            grace_s = 0.0
+        self.ready = False
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):

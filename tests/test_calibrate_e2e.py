@@ -52,6 +52,7 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
                                  oracle_samples=4, difficulty_samples=policy.difficulty.samples,
                                  concurrency=8)
     bench_store = RecordStore(tmp_path / "bench" / "records.jsonl")
+    auto_store = RecordStore(tmp_path / "bench" / "auto.jsonl")
     test_questions = embedded_split("test", per_level=1)
 
     async def run_bench() -> None:
@@ -60,15 +61,15 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
             predictor = VerifierDifficulty(policy.difficulty.samples, tuple(policy.difficulty.thresholds))
             await bench.collect(engines(settings, pairs),
                                 engines(settings, pairs, policy=policy, difficulty=predictor),
-                                test_questions, bench_store, bench_plan)
+                                test_questions, bench_store, auto_store, bench_plan)
 
     asyncio.run(run_bench())
-    auto = bench_store.phase("auto")
+    auto = auto_store.phase("auto")
     assert len(auto) == len(test_questions)
     estimates = policy.depends_on_difficulty(2e9)  # auto pays for the estimate only where it matters
     assert all(r["flops_used"] <= r["budget"] and (r["flops"]["difficulty"] > 0) == estimates
                for r in auto)
-    result = bench.summarise(bench_store, test_questions, bench_plan, policy)
+    result = bench.summarise(bench_store, auto_store, test_questions, bench_plan, policy)
     assert result["agreement"]["questions"] == len(test_questions)  # bins predicted in their own phase
     entry = result["budgets"]["2e+09"]
     assert 0 <= entry["auto"]["accuracy"] <= 1

@@ -37,17 +37,36 @@ def test_cross_validation_chooses_on_one_fold_and_measures_on_the_other() -> Non
     assert cv["margin"] == cv["per_bin_choice"] - cv["single_best"] and cv["margin_low"] > 0
 
 
-def test_the_policy_falls_back_to_one_configuration_where_per_bin_choice_does_not_cross_validate() -> None:
-    data = rows({("a", 1.0): [True, True, False, False], ("b", 1.0): [False, True, True, False],
-                 ("a", 2.0): [True, False, True, False], ("b", 2.0): [False, True, False, True]})
+def test_a_finer_choice_is_kept_only_where_it_beats_the_coarser_one_beyond_noise() -> None:
+    # "a" is the most accurate over all budgets (8 of 12 vs 7), "b" at 4.0 (4 of 4 vs 3)
+    data = rows({("a", 1.0): [True, True, True, False], ("b", 1.0): [False, True, False, False],
+                 ("a", 2.0): [True, False, True, False], ("b", 2.0): [False, True, False, True],
+                 ("a", 4.0): [True, True, True, False], ("b", 4.0): [True, True, True, True]})
     bins = {"q0": 1, "q1": 1, "q2": 2, "q3": 2}
-    cv = {1.0: {"margin": -0.25, "margin_low": -0.5}, 2.0: {"margin": 0.4, "margin_low": 0.1},
-          4.0: {"margin": 0.1, "margin_low": -0.05}}  # 4.0: better, but within the noise
-    data += rows({("a", 4.0): [True, True, False, False], ("b", 4.0): [False, True, True, False]})
+    cv = {1.0: {"budget_margin_low": -0.5, "overall_margin_low": -0.5, "margin_low": -0.5},
+          2.0: {"budget_margin_low": -0.1, "overall_margin_low": 0.1, "margin_low": 0.1},
+          4.0: {"budget_margin_low": 0.1, "overall_margin_low": 0.2, "margin_low": -0.05}}
     chosen = fit.choose_by_cv(data, bins, cv)
-    assert {chosen[(1, 1.0)].config, chosen[(2, 1.0)].config} == {"a"}  # one for all: "a" is best overall
-    assert not chosen[(1, 1.0)].per_bin and chosen[(1, 2.0)].per_bin
-    assert not chosen[(1, 4.0)].per_bin and not chosen[(2, 4.0)].per_bin
+    # nothing finer is clear at 1.0: the one configuration for everything
+    assert {chosen[(1, 1.0)].config, chosen[(2, 1.0)].config} == {"a"}
+    assert chosen[(1, 1.0)].scope == "all"
+    # at 2.0 the per-bin choice beats the overall one beyond noise
+    assert chosen[(1, 2.0)].scope == "bin" and chosen[(2, 2.0)].scope == "bin"
+    # at 4.0 the budget's own best ("b", 4 of 4) beats the overall one beyond noise; per bin does not
+    assert chosen[(1, 4.0)].config == chosen[(2, 4.0)].config == "b"
+    assert chosen[(1, 4.0)].scope == "budget"
+
+
+def test_cross_validation_reports_the_three_margins_with_intervals() -> None:
+    n = 20
+    data = rows({("a", 1.0): [i < n // 2 for i in range(n)], ("b", 1.0): [i >= n // 2 for i in range(n)],
+                 ("a", 2.0): [True] * n, ("b", 2.0): [False] * n})
+    bins = {f"q{i}": 1 if i < n // 2 else 2 for i in range(n)}
+    cv = fit.cross_validated(data, bins)
+    assert cv[2.0]["overall_best"] == 1.0  # "a" is best over both budgets, and right everywhere at 2.0
+    for name in ("margin", "budget_margin", "overall_margin"):
+        assert cv[1.0][f"{name}_low"] <= cv[1.0][name] <= cv[1.0][f"{name}_high"]
+    assert cv[1.0]["overall_margin_low"] > 0  # per bin at 1.0 beats "a" everywhere, clearly
 
 
 def test_agreement_counts_exact_and_near_matches() -> None:

@@ -89,6 +89,22 @@ def test_failed_start_exits_and_leaves_nothing(tmp_path: Path) -> None:
             proc.kill()
 
 
+def test_ctrl_c_during_start_up_stops_at_once_and_leaves_nothing() -> None:
+    """Ctrl-C while the embedded servers are still starting: the start is abandoned (it is not run to
+    completion first, as when the servers started inside uvicorn's start-up) and nothing is left."""
+    proc, _ = _start({})
+    try:
+        children = _wait_for_engine_cores(proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        _assert_all_gone(children)
+        log = proc.stderr.read() if proc.stderr else b""
+        assert b"Application startup complete" not in log, log.decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL])
 def test_killed_service_takes_its_servers_with_it(sig: signal.Signals) -> None:
     proc, port = _start({})
@@ -110,21 +126,26 @@ def test_sigterm_during_an_offline_run_stops_its_vllm_servers(tmp_path: Path) ->
                "--budgets", "1e9", "--out-dir", str(tmp_path), "--policy-out", str(tmp_path / "p.json")]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        children: list[psutil.Process] = []
-        while time.monotonic() < deadline:  # until the engine cores run: mid start-up, the window
-            time.sleep(0.5)                 # in which vLLM once ignored its parent's death
-            children = psutil.Process(proc.pid).children(recursive=True)
-            if sum("EngineCore" in " ".join(_cmdline(c)) for c in children) >= 2:
-                break
-        else:
-            raise AssertionError("the vLLM engines never started")
+        children = _wait_for_engine_cores(proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=90)
         _assert_all_gone(children)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _wait_for_engine_cores(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """Until both vLLM engine cores run: mid start-up, the window in which vLLM once ignored its
+    parent's death. Returns every descendant seen then."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        assert proc.poll() is None, "exited before its servers started"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        if sum("EngineCore" in " ".join(_cmdline(c)) for c in children) >= 2:
+            return children
+    raise AssertionError("the vLLM engines never started")
 
 
 def _cmdline(process: psutil.Process) -> list[str]:

@@ -83,3 +83,24 @@ def test_prm_batches_hold_whole_questions_and_the_ranking_loss_orders_them() -> 
         good_high[i, last, 1], good_low[i, last, 1] = 3 * sign, -3 * sign
     assert prm_training._ranking_loss(good_high, targets, batch) < 0.01
     assert prm_training._ranking_loss(good_low, targets, batch) > 5.0
+
+
+def test_the_verification_stream_holds_exactly_labelled_right_and_slipped_solutions() -> None:
+    import random
+
+    problem = task.Problem((10, 5, 3), ("+", "-"), level=2)
+    own = [prm_training.PrmExample(task.solve_prompt(problem), ("10+5=15", "15-3=11", "answer: 11"),
+                                   (0.5, 0.0, 0.0))]  # soft labels from rollouts, relabelled exactly
+    stream = prm_training.verification_examples(own, own_share=0.25, seed=3, rng=random.Random(0))
+    drawn = [next(stream) for _ in range(400)]
+    relabelled = [ex for ex in drawn if ex.steps == own[0].steps]
+    assert relabelled and all(ex.labels == (1.0, 0.0, 0.0) for ex in relabelled)
+    fresh = [ex for ex in drawn if ex.steps != own[0].steps]
+    assert abs(len(relabelled) / len(drawn) - 0.25) < 0.08
+    right = [ex for ex in fresh if all(ex.labels)]
+    assert 0.4 < len(right) / len(fresh) < 0.6  # the rest are near misses, wrong from their slip on
+    for ex in fresh:
+        fresh_problem = task.parse_question(ex.prompt)
+        assert fresh_problem is not None
+        expected = task.grade(fresh_problem, "\n".join(ex.steps)).steps_valid
+        assert ex.labels == tuple(float(v) for v in expected)

@@ -22,6 +22,7 @@ def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> No
     config = json.loads((prm_dir / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and len(config["id2label"]) == 2
     assert prm_report.final_loss == prm_report.final_loss  # not NaN
+    assert "verify_training_s" in prm_report.phases
     assert FlopsModel.from_model_dir(prm_dir).matmul_params > 0
 
 

@@ -9,6 +9,7 @@ in this task), and the answer step gets its exact correctness.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,12 +64,21 @@ class PrmRecipe:
     questions_per_batch: int = 8
     # Fresh layers on top of the generator's body (see ``prm_from_generator``).
     extra_layers: int = 0
+    # A verification phase before the Math-Shepherd one: exact per-step validity labels (the
+    # checker's, no rollouts) on the correct solution or a near miss of fresh training questions, and
+    # on the generator's own labelled samples (``verify_own_share`` of each batch). Session-5 probes:
+    # the generator's body learns to check a step at lr 3e-4 and not at 1e-3, and not from the soft
+    # labels alone, whose signal is mostly how hard the question is.
+    verify_steps: int = 0
+    verify_lr: float = 3e-4
+    verify_own_share: float = 0.3
+    # Share of verification examples kept in the Math-Shepherd phase's batches (so the skill stays).
+    verify_mix: float = 0.0
     threads: int = 2
 
 
 SMOKE_PRM = PrmRecipe(size="smoke", questions=10, samples_per_question=2, rollouts=2, steps=10,
-                      batch_size=8)
-
+                      batch_size=8, verify_steps=5, verify_mix=0.5)
 
 
 # ---------------------------------------------------------------- model
@@ -200,6 +210,30 @@ def _slip(number: int, rng: random.Random) -> int:
     return -slipped if number < 0 else slipped
 
 
+def exact_example(problem: task.Problem, solution: str) -> PrmExample:
+    """``solution`` labelled by the exact checker: 1 for each valid step, 0 from the first slip on."""
+    steps = tuple(task.split_steps(solution))
+    grade = task.grade(problem, solution)
+    return PrmExample(task.solve_prompt(problem), steps, tuple(float(v) for v in grade.steps_valid))
+
+
+def verification_examples(own: Sequence[PrmExample], own_share: float, seed: int,
+                          rng: random.Random) -> Iterator[PrmExample]:
+    """The verification phase's stream: the generator's own solutions relabelled exactly
+    (``own_share`` of them), else a fresh training question's correct solution or a near miss of it,
+    half and half."""
+    relabelled = [exact_example(problem, "\n".join(ex.steps)) for ex in own
+                  if (problem := task.parse_question(ex.prompt)) is not None]
+    stream = task.training_problems(seed)
+    while True:
+        if relabelled and rng.random() < own_share:
+            yield relabelled[rng.randrange(len(relabelled))]
+        else:
+            problem = next(stream)
+            yield exact_example(problem, problem.solution() if rng.random() < 0.5
+                                else near_miss(problem, rng))
+
+
 def _prefix_prompt(problem: task.Problem, steps: Sequence[str]) -> str:
     return task.solve_prompt(problem) + "".join(s + "\n" for s in steps)
 
@@ -279,7 +313,8 @@ def _ranking_loss(logits: torch.Tensor, targets: torch.Tensor,
 
 def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path,
               examples: Sequence[PrmExample] | None = None) -> TrainReport:
-    """Label (unless ``examples`` are given) and train a PRM into ``out_dir``."""
+    """Label (unless ``examples`` are given) and train a PRM into ``out_dir``: the verification phase
+    (if any), then the Math-Shepherd phase."""
     started = time.time()
     _seed_everything(recipe.seed, recipe.threads)
     rng = random.Random(recipe.seed + 1)
@@ -293,32 +328,26 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path,
         config = prm_config(SIZES[recipe.size])
         model = ProcessRewardModel(config)
     report.parameters = count_parameters(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
     model.train()
-    phase = time.time()
     pool = list(examples)
+    verify = verification_examples(pool, recipe.verify_own_share, recipe.seed + 11, rng)
+    if recipe.verify_steps:
+        phase = time.time()
+        _train_phase(model, (list(itertools.islice(verify, recipe.batch_size)) for _ in itertools.count()),
+                     recipe.verify_steps, recipe.verify_lr, "prm verify", report)
+        report.phases["verify_training_s"] = time.time() - phase
+    phase = time.time()
     grouped = _question_batches(pool, recipe, rng) if recipe.rank_weight > 0 else None
-    for step in (bar := tqdm(range(recipe.steps), desc="prm", mininterval=5)):
-        for group in optimizer.param_groups:
-            group["lr"] = _schedule(step, recipe.steps, recipe.lr)
-        batch = (next(grouped) if grouped is not None
-                 else rng.sample(pool, min(recipe.batch_size, len(pool))))
-        input_ids, attention, targets = encode_prm(batch)
-        logits = model(input_ids, attention)
-        mask = ~torch.isnan(targets)
-        log_probs = torch.log_softmax(logits[mask], dim=-1)
-        soft = targets[mask]
-        loss = -(soft * log_probs[:, 1] + (1 - soft) * log_probs[:, 0]).mean()  # BCE on soft labels
-        if recipe.rank_weight > 0:
-            loss = loss + recipe.rank_weight * _ranking_loss(logits, targets, batch)
-        loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        report.tokens += int(attention.sum())
-        report.final_loss = float(loss.detach())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{report.final_loss:.4f}")
+
+    def shepherd_batches() -> Iterator[list[PrmExample]]:
+        while True:
+            batch = (next(grouped) if grouped is not None
+                     else rng.sample(pool, min(recipe.batch_size, len(pool))))
+            mixed = round(recipe.verify_mix * len(batch))
+            yield batch[mixed:] + list(itertools.islice(verify, mixed)) if mixed else batch
+
+    _train_phase(model, shepherd_batches(), recipe.steps, recipe.lr, "prm", report,
+                 rank_weight=recipe.rank_weight)
     report.phases["training_s"] = time.time() - phase
     report.seconds = time.time() - started
     save_checkpoint(model, config, out_dir)
@@ -329,3 +358,29 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, out_dir: Path,
                    "mean": sum(label_values) / max(1, len(label_values)),
                    "soft_fraction": sum(0 < v < 1 for v in label_values) / max(1, len(label_values))}})
     return report
+
+
+def _train_phase(model: ProcessRewardModel, batches: Iterator[list[PrmExample]], steps: int,
+                 lr: float, desc: str, report: TrainReport, rank_weight: float = 0.0) -> None:
+    """BCE on the (soft or exact) step labels at the step tags; a fresh optimizer and schedule."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    for step in (bar := tqdm(range(steps), desc=desc, mininterval=5)):
+        for group in optimizer.param_groups:
+            group["lr"] = _schedule(step, steps, lr)
+        batch = next(batches)
+        input_ids, attention, targets = encode_prm(batch)
+        logits = model(input_ids, attention)
+        mask = ~torch.isnan(targets)
+        log_probs = torch.log_softmax(logits[mask], dim=-1)
+        soft = targets[mask]
+        loss = -(soft * log_probs[:, 1] + (1 - soft) * log_probs[:, 0]).mean()
+        if rank_weight > 0:
+            loss = loss + rank_weight * _ranking_loss(logits, targets, batch)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        report.tokens += int(attention.sum())
+        report.final_loss = float(loss.detach())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{report.final_loss:.4f}")

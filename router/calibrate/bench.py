@@ -39,20 +39,22 @@ class BenchPlan:
 
 
 async def collect(fixed: Sequence[Engine], auto: Sequence[Engine], questions: Sequence[Question],
-                  store: RecordStore, plan: BenchPlan) -> None:
+                  store: RecordStore, auto_store: RecordStore, plan: BenchPlan) -> None:
+    """``auto``'s runs go to a store of their own, bound to the policy too: a new policy re-runs
+    only them, not the fixed configurations (which depend on the models and questions alone)."""
     await oracle_pass_rates(fixed, questions, plan.oracle_samples, store, plan.concurrency)
     await predict_difficulty(fixed, questions, plan.difficulty_samples, store, plan.concurrency)
-    await run_grid(auto, questions, [AUTO], plan.budgets, store, "auto", plan.concurrency)
+    await run_grid(auto, questions, [AUTO], plan.budgets, auto_store, "auto", plan.concurrency)
     await run_grid(fixed, questions, plan.configs, plan.budgets, store, "fixed", plan.concurrency)
     bon = [c for c in plan.configs if c.strategy == BEST_OF_N]
     extra = [b for b in plan.curve_budgets if b not in plan.budgets]
     await run_grid(fixed, questions, bon, extra, store, "fixed", plan.concurrency)
 
 
-def summarise(store: RecordStore, questions: Sequence[Question], plan: BenchPlan,
-              policy: CalibratedPolicy) -> dict[str, Any]:
+def summarise(store: RecordStore, auto_store: RecordStore, questions: Sequence[Question],
+              plan: BenchPlan, policy: CalibratedPolicy) -> dict[str, Any]:
     wanted = {q.qid: q for q in questions}
-    auto = {(r["budget"], r["qid"]): r for r in store.phase("auto") if r["qid"] in wanted}
+    auto = {(r["budget"], r["qid"]): r for r in auto_store.phase("auto") if r["qid"] in wanted}
     fixed = {(r["config"], r["budget"], r["qid"]): r for r in store.phase("fixed") if r["qid"] in wanted}
     qids = sorted(wanted)
 

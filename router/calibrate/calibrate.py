@@ -76,9 +76,8 @@ def fit_policy(store: RecordStore, questions: Sequence[Question], plan: Calibrat
             "split_questions": len(questions), "budgets": list(plan.budgets),
             "configs": {c.label: {"strategy": c.strategy, "params": c.params} for c in plan.configs},
             "chosen": {f"{b}@{budget:.3g}": c.config for (b, budget), c in sorted(chosen.items())},
-            "granularity": {f"{budget:.3g}": "per_bin" if any(
-                c.per_bin for (_, at), c in chosen.items() if at == budget) else "single"
-                for budget in plan.budgets},
+            "granularity": {f"{budget:.3g}": sorted({c.scope for (_, at), c in chosen.items()
+                                                     if at == budget}) for budget in plan.budgets},
             "oracle_thresholds": oracle_thresholds, "prediction_flops": predict_cost,
             "cross_validated_accuracy": {f"{b:.3g}": v for b, v in cv.items()}})
     summary = {

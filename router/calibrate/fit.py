@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from router.calibrate.stats import paired_bootstrap
@@ -22,7 +22,9 @@ class Choice:
     config: str
     accuracy: float  # on the questions it was chosen on
     mean_flops: float
-    per_bin: bool = True  # chosen for its bin (False: the single best configuration, for all bins)
+    # What it was chosen for: its bin at this budget ("bin"), every bin at this budget ("budget"),
+    # or every bin at every budget ("all": one configuration, which sizes itself to the budget).
+    scope: str = "bin"
 
 
 def bins_from(values: Mapping[str, float], thresholds: Sequence[float]) -> dict[str, int]:
@@ -54,56 +56,85 @@ def choose_best(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int,
     return best
 
 
+def choose_overall(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int, float], Choice]:
+    """One configuration for every bin and budget: the most accurate over all of them (ties to the
+    one that spent less), reported per budget with its accuracy there."""
+    rows = [r for r in rows if r["qid"] in bins]
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in rows:
+        t = totals[r["config"]]
+        t[0], t[1], t[2] = t[0] + r["correct"], t[1] + r["flops_used"], t[2] + 1
+    if not totals:
+        return {}
+    best = max(sorted(totals), key=lambda c: (totals[c][0] / totals[c][2], -totals[c][1] / totals[c][2]))
+    at_budget = choose_best([r for r in rows if r["config"] == best], dict.fromkeys(bins, 0))
+    return {key: replace(c, scope="all") for key, c in at_budget.items()}
+
+
 def choose_by_cv(rows: Sequence[Row], bins: Mapping[str, int],
                  cv: Mapping[float, Mapping[str, float]]) -> dict[tuple[int, float], Choice]:
-    """Per budget, a configuration per bin only where that cross-validates better than the single
-    best configuration for every bin by more than its noise: the paired 95% interval of the margin
-    (``margin_low``) lies above 0. With few questions per bin the per-bin winner is often noise (the
-    paper had 500 questions; a CPU calibration has far fewer), and a choice kept on a margin of one or
-    two questions then loses on the test split (session 4: it sent a third of them to revisions)."""
+    """From coarse to fine, a finer choice only where it cross-validates better than the coarser one
+    by more than its noise (the paired 95% interval of the margin lies above 0): one configuration
+    for everything; else, at a budget, the single best configuration there; else, per bin.
+
+    With few questions per bin the per-bin winner is often noise (the paper had 500 questions; a
+    CPU calibration has far fewer), and so is the per-budget winner among configurations within a
+    question or two of each other. Session 4 kept per-bin choices on a margin of one or two dev
+    questions of 80 and lost to plain majority on test by 0.10; kept per budget, best-of-N won 2e9
+    on dev by one question and lost to majority on test by 0.09."""
     per_bin = choose_best(rows, bins)
     single = choose_best(rows, dict.fromkeys(bins, 0))
+    overall = choose_overall(rows, bins)
     chosen = {}
     for (b, budget), choice in per_bin.items():
-        if cv.get(budget, {}).get("margin_low", 0.0) <= 0.0 and (0, budget) in single:
-            flat = single[(0, budget)]
-            chosen[(b, budget)] = Choice(flat.config, flat.accuracy, flat.mean_flops, per_bin=False)
+        scores = cv.get(budget, {})
+        if scores.get("budget_margin_low", 0.0) > 0.0 and (0, budget) in single:
+            coarse, finer_low = replace(single[(0, budget)], scope="budget"), scores.get("margin_low", 0.0)
+        elif (0, budget) in overall:
+            coarse, finer_low = overall[(0, budget)], scores.get("overall_margin_low", 0.0)
         else:
-            chosen[(b, budget)] = choice
+            coarse, finer_low = choice, 1.0
+        chosen[(b, budget)] = choice if finer_low > 0.0 else coarse
     return chosen
 
 
 def cross_validated(rows: Sequence[Row], bins: Mapping[str, int], seed: int = 0,
                     folds: int = 2) -> dict[float, dict[str, float]]:
-    """Per budget: accuracy of the per-bin choice made on the other fold(s), and of the best single
-    configuration chosen the same way, over all questions; and their paired difference with its 95%
-    bootstrap interval over the questions (``margin``, ``margin_low``, ``margin_high``)."""
+    """Per budget, chosen on the other fold(s) and measured on each question: the per-bin choice,
+    the single best configuration at this budget, and the one configuration best over all budgets;
+    with the paired differences and their 95% bootstrap intervals over the questions: ``margin``
+    (per bin − single), ``budget_margin`` (single − overall), ``overall_margin`` (per bin − overall),
+    each with ``_low`` and ``_high``."""
     qids = sorted(bins)
     random.Random(seed).shuffle(qids)
     fold_of = {q: i % folds for i, q in enumerate(qids)}
     by_key = {(r["config"], float(r["budget"]), r["qid"]): r for r in rows}
     budgets = sorted({float(r["budget"]) for r in rows})
-    hits: dict[float, list[bool]] = defaultdict(list)
-    hits_single: dict[float, list[bool]] = defaultdict(list)
+    hits: dict[str, dict[float, list[bool]]] = {k: defaultdict(list) for k in ("bin", "budget", "all")}
     for k in range(folds):
         train = [r for r in rows if fold_of.get(r["qid"], -1) not in (k, -1)]
-        chosen = choose_best(train, bins)
-        single = choose_best(train, dict.fromkeys(bins, 0))
+        picks = {"bin": choose_best(train, bins), "budget": choose_best(train, dict.fromkeys(bins, 0)),
+                 "all": choose_overall(train, bins)}
         for q in (q for q in qids if fold_of[q] == k):
             for budget in budgets:
-                pick = chosen.get((bins[q], budget))
-                row = by_key.get((pick.config, budget, q)) if pick else None
-                hits[budget].append(bool(row and row["correct"]))
-                flat = single.get((0, budget))
-                row = by_key.get((flat.config, budget, q)) if flat else None
-                hits_single[budget].append(bool(row and row["correct"]))
+                for scope, chosen in picks.items():
+                    pick = chosen.get((bins[q] if scope == "bin" else 0, budget))
+                    row = by_key.get((pick.config, budget, q)) if pick else None
+                    hits[scope][budget].append(bool(row and row["correct"]))
     out = {}
     for b in budgets:
-        margin, low, high = paired_bootstrap(hits[b], hits_single[b], seed=seed)
-        out[b] = {"per_bin_choice": sum(hits[b]) / len(hits[b]),
-                  "single_best": sum(hits_single[b]) / len(hits_single[b]), "questions": len(hits[b]),
-                  "margin": margin, "margin_low": low, "margin_high": high}
+        entry = {"per_bin_choice": _mean(hits["bin"][b]), "single_best": _mean(hits["budget"][b]),
+                 "overall_best": _mean(hits["all"][b]), "questions": len(hits["bin"][b])}
+        for name, (fine, coarse) in {"margin": ("bin", "budget"), "budget_margin": ("budget", "all"),
+                                     "overall_margin": ("bin", "all")}.items():
+            diff, low, high = paired_bootstrap(hits[fine][b], hits[coarse][b], seed=seed)
+            entry.update({name: diff, f"{name}_low": low, f"{name}_high": high})
+        out[b] = entry
     return out
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return sum(values) / len(values)
 
 
 Table = dict[int, dict[str, dict[float, dict[str, float]]]]
