@@ -154,13 +154,16 @@ class VllmServer:
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM the server's process group, then SIGKILL what is left after ``grace_s``. A server
         that never became ready has nothing to drain and is killed at once: vLLM ignores SIGTERM
-        while it loads, and waiting out the grace made Ctrl-C during start-up take half a minute."""
+        while it loads, and waiting out the grace made Ctrl-C during start-up take half a minute.
+        The log of a server that served and is stopped here is removed (one per start piled up)."""
         process, self.process = self.process, None
-        if not self.ready:
-            grace_s = 0.0
-        self.ready = False
+        served, self.ready = self.ready, False
         if process is None or process.poll() is not None:
-            return
+            return  # it exited by itself: its log stays, to read
+        if served and self.log_path is not None:  # a failed start keeps its log too
+            self.log_path.unlink(missing_ok=True)
+        if not served:
+            grace_s = 0.0
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from transformers import AutoTokenizer
 
@@ -51,3 +52,30 @@ def test_cost_of_a_span_is_matmuls_plus_attention_by_position() -> None:
     assert cost.sequence(10, cached_tokens=4, generated=5) == cost.span(4, 15)
     assert cost.generation(10, 0, [3, 5]) == cost.span(0, 10) + cost.span(10, 13) + cost.span(10, 15)
     assert math.isclose(cost.span(0, 100), sum(cost.span(i, i + 1) for i in range(100)))
+
+
+def test_stopping_a_server_kills_an_unready_one_at_once_and_tidies_only_a_served_ones_log(
+        tmp_path: Path) -> None:
+    """A stand-in process that ignores SIGTERM (as vLLM does while it loads)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from models.launcher import ServerSpec, VllmServer
+
+    ignore_term = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    spec = ServerSpec(model_dir=tmp_path, served_name="stand-in")
+    for ready in (False, True):
+        log = tmp_path / f"server-{ready}.log"
+        log.write_text("log")
+        server = VllmServer(spec, process=subprocess.Popen([sys.executable, "-c", ignore_term],
+                                                           preexec_fn=os.setsid),
+                            log_path=log, ready=ready)
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.stop(grace_s=5.0)
+        assert server.process is None
+        # unready: no grace; ready: SIGTERM ignored, SIGKILL after the grace
+        assert (time.monotonic() - started < 2.0) != ready
+        assert log.exists() != ready
