@@ -89,7 +89,12 @@ KNOWN_LIMITS = {
         "unsure there too. On long chains every last-step score falls below 0.05, so the ranking "
         "within a question is noise. A checker that does better than the generator on its own "
         "mistakes needs more arithmetic than the generator has (e.g. a body from the larger "
-        "generator, at ~14× the scoring FLOPs), or much longer training on its own mistakes."),
+        "generator, at ~14× the scoring FLOPs), or much longer training on its own mistakes.\n"
+        "- A first try of the former: generator-large's body, 1,000 verification steps at lr 2e-4 "
+        "in bf16 autocast (1.2 s a step, 20 min): it had not yet learned even the synthetic "
+        "checks (correct vs near miss 0.40–0.58 per level), and best-of-16 stayed at or below "
+        "majority (levels 2–4: 0.525 / 0.525 / 0.30 vs 0.50 / 0.525 / 0.325). Inconclusive: "
+        "under-trained, and it was stopped there for time."),
 }
 
 

@@ -68,7 +68,8 @@ class PrmRecipe:
     # checker's, no rollouts) on the correct solution or a near miss of fresh training questions, and
     # on the generator's own labelled samples (``verify_own_share`` of each batch). Session-5 probes:
     # the generator's body learns to check a step at lr 3e-4 and not at 1e-3, and not from the soft
-    # labels alone, whose signal is mostly how hard the question is.
+    # labels alone, whose signal is mostly how hard the question is. Off by default: what it learns
+    # catches random slips, not yet the generator's own (the PRM card has the figures).
     verify_steps: int = 0
     verify_lr: float = 3e-4
     verify_own_share: float = 0.3
