@@ -64,22 +64,21 @@ def test_the_prediction_samples_are_reused_by_the_strategy(per_bin: httpx.Client
     assert reply.json()["choices"][0]["text"].strip().endswith("answer: 7")
 
 
-def test_auto_skips_the_estimate_where_every_bin_gets_the_same_choice(per_bin: httpx.Client,
-                                                                      client: httpx.Client) -> None:
-    flat = CalibratedPolicy.load(EMBEDDED_POLICY)
-    budget = next((p.budget for p in flat.table[1] if not flat.depends_on_difficulty(p.budget)), None)
-    if budget is None:
-        pytest.skip("the shipped policy depends on the bin at every grid budget")
-    reply = client.post("/v1/completions", json={
-        "model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget, "seed": 5})
+def test_auto_skips_the_estimate_where_every_bin_gets_the_same_choice(
+        backends: Backends, per_bin: httpx.Client, tmp_path: Path) -> None:
+    varied = _per_bin_policy()
+    flat = varied.model_copy(update={"table": {b: varied.table[1] for b in varied.table}})
+    flat.save(tmp_path / "policy.json")
+    budget = 2e9
+    body = {"model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget, "seed": 5}
+    with LiveService(service_settings(backends, policy_path=tmp_path / "policy.json")) as live:
+        reply = httpx.post(f"{live.url}/v1/completions", json=body, timeout=120)
     assert reply.status_code == 200, reply.text
     compute = reply.json()["compute"]
     assert compute["difficulty"] is None and compute["flops"].get("difficulty", 0.0) == 0.0
     assert compute["strategy"] == flat.choose(None, budget)[0] and compute["flops_used"] <= budget
     # the same request where the choice does turn on the bin pays for the estimate
-    assert per_bin.post("/v1/completions", json={
-        "model": "ttc-arith", "prompt": "question: 41+17-8\n", "flops_budget": budget,
-        "seed": 5}).json()["compute"]["flops"]["difficulty"] > 0
+    assert per_bin.post("/v1/completions", json=body).json()["compute"]["flops"]["difficulty"] > 0
 
 
 def test_a_policy_for_other_models_is_refused_at_start_up(tmp_path: Path) -> None:
