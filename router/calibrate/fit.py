@@ -59,15 +59,19 @@ def choose_best(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int,
 def choose_overall(rows: Iterable[Row], bins: Mapping[str, int]) -> dict[tuple[int, float], Choice]:
     """One configuration for every bin and budget: the most accurate over all of them (ties to the
     one that spent less), reported per budget with its accuracy there."""
-    rows = [r for r in rows if r["qid"] in bins]
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    by_config: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        t = totals[r["config"]]
-        t[0], t[1], t[2] = t[0] + r["correct"], t[1] + r["flops_used"], t[2] + 1
-    if not totals:
+        if r["qid"] in bins:
+            by_config[r["config"]].append(r)
+    if not by_config:
         return {}
-    best = max(sorted(totals), key=lambda c: (totals[c][0] / totals[c][2], -totals[c][1] / totals[c][2]))
-    at_budget = choose_best([r for r in rows if r["config"] == best], dict.fromkeys(bins, 0))
+
+    def merit(items: list[Row]) -> tuple[float, float]:
+        return (sum(r["correct"] for r in items) / len(items),
+                -sum(r["flops_used"] for r in items) / len(items))
+
+    best = max(sorted(by_config), key=lambda c: merit(by_config[c]))
+    at_budget = choose_best(by_config[best], dict.fromkeys(bins, 0))
     return {key: replace(c, scope="all") for key, c in at_budget.items()}
 
 
