@@ -93,8 +93,9 @@ KNOWN_LIMITS = {
         "- A first try of the former: generator-large's body, 1,000 verification steps at lr 2e-4 "
         "in bf16 autocast (1.2 s a step, 20 min): it had not yet learned even the synthetic "
         "checks (correct vs near miss 0.40–0.58 per level), and best-of-16 stayed at or below "
-        "majority (levels 2–4: 0.525 / 0.525 / 0.30 vs 0.50 / 0.525 / 0.325). Inconclusive: "
-        "under-trained, and it was stopped there for time."),
+        "majority (levels 2–4: 0.525 / 0.525 / 0.30 vs 0.50 / 0.525 / 0.325). 1,000 more steps "
+        "at lr 3e-4 (40 min in all): still chance on the synthetic pairs (0.43–0.55). The small "
+        "body began to learn only after ~2,000 steps at 3e-4; inconclusive, stopped for time."),
 }
 
 
