@@ -1,20 +1,17 @@
-"""What the app holds while it runs, built in the lifespan: backends, engine, metrics, child servers."""
+"""What the app holds while it runs, built in the lifespan: backend clients, engine, metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from app.backends import embedded_server_specs
 from app.metrics import Metrics
 from app.settings import EMBEDDED_POLICY, Settings
 from models.chat import ChatTemplate
 from models.cost import FlopsModel
 from models.identity import fingerprint
-from models.launcher import VllmServer, start_all
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
 from router.budget import CostModels
 from router.difficulty import VerifierDifficulty
@@ -32,48 +29,33 @@ class ServiceState:
     verifier: VllmVerifier
     engine: Engine
     chat_template: ChatTemplate | None
-    servers: list[VllmServer] = field(default_factory=list)
     in_flight: int = 0
 
 
 @contextlib.asynccontextmanager
 async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[ServiceState]:
-    """Start the embedded vLLM servers if no URLs are configured, build the clients and the engine;
-    on exit close the clients and stop the servers (also when start-up fails half-way)."""
-    servers: list[VllmServer] = []
-    generator = verifier = None
+    """Build the clients and the engine over the configured backends; on exit close the clients.
+
+    The backends must be running: ``ttc-serve serve`` starts the embedded vLLM servers itself, before
+    uvicorn, so that Ctrl-C during their start-up acts at once (``app/cli.py``)."""
+    if settings.generator_url is None or settings.prm_url is None:
+        raise RuntimeError("no backend URLs: set TTC_GENERATOR_URL and TTC_PRM_URL, or run "
+                           "`ttc-serve serve`, which starts the embedded vLLM servers")
+    generator = VllmGenerator(_config(settings, settings.generator_url, settings.generator_served_name),
+                              observer=metrics.observe_backend)
+    verifier = VllmVerifier(_config(settings, settings.prm_url, settings.prm_served_name),
+                            step_tag=settings.prm_step_tag, observer=metrics.observe_backend)
     try:
-        generator_url, prm_url = settings.generator_url, settings.prm_url
-        if generator_url is None or prm_url is None:
-            specs = embedded_server_specs(settings)
-            wanted = [s for s, url in zip(specs, (generator_url, prm_url), strict=True) if url is None]
-            servers = [VllmServer(spec) for spec in wanted]
-            logger.info("starting %d embedded vLLM CPU server(s)", len(servers))
-            try:
-                await start_all(servers, settings.backend_start_timeout_s)
-            except BaseExceptionGroup as group:
-                raise group.exceptions[0] from None
-            urls = iter(s.base_url for s in servers)
-            generator_url = generator_url or next(urls)
-            prm_url = prm_url or next(urls)
-        generator = VllmGenerator(_config(settings, generator_url, settings.generator_served_name),
-                                  observer=metrics.observe_backend)
-        verifier = VllmVerifier(_config(settings, prm_url, settings.prm_served_name),
-                                step_tag=settings.prm_step_tag, observer=metrics.observe_backend)
         costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
                            verifier=FlopsModel.from_model_dir(settings.prm_dir))
         policy, difficulty = load_policy(settings)
         engine = Engine(generator, verifier, costs, policy=policy, difficulty=difficulty)
         yield ServiceState(settings=settings, metrics=metrics, generator=generator,
                            verifier=verifier, engine=engine,
-                           chat_template=ChatTemplate.from_model_dir(settings.generator_dir),
-                           servers=servers)
+                           chat_template=ChatTemplate.from_model_dir(settings.generator_dir))
     finally:
-        for client in (generator, verifier):
-            if client is not None:
-                await client.aclose()
-        for server in servers:
-            await asyncio.to_thread(server.stop)
+        await generator.aclose()
+        await verifier.aclose()
 
 
 def load_policy(settings: Settings) -> tuple[Policy, DifficultyPredictor | None]:
