@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train eval-models clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,18 @@ train: install
 	$(VENV)/bin/ttc-serve train generator --size small
 	$(VENV)/bin/ttc-serve train prm
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions
+
+# Rebuild all three into $(REBUILT) (not over the shipped ones) and compare them with the shipped
+# checkpoints: identical weights, else the tables measured on the rebuild within noise.
+REBUILT ?= build/rebuilt
+reproduce: install
+	$(VENV)/bin/ttc-serve train generator --size small --out $(REBUILT)/generator-small
+	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small --out $(REBUILT)/prm
+	$(VENV)/bin/ttc-serve train generator --size large --no-revisions --out $(REBUILT)/generator-large
+	$(PY) -m bench.reproduce $(REBUILT) || { \
+	  TTC_GENERATOR_DIR=$(REBUILT)/generator-small TTC_PRM_DIR=$(REBUILT)/prm \
+	    $(PY) -m bench.eval_models --large-dir $(REBUILT)/generator-large --out $(REBUILT)/models.json && \
+	  $(PY) -m bench.reproduce $(REBUILT); }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

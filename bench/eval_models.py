@@ -7,7 +7,9 @@
 - large generator: greedy and sampled pass@1 per level.
 
 Usage: ``python -m bench.eval_models [--samples 16] [--chains 4]`` (make eval-models). Writes
-``bench/results/models.json``.
+``bench/results/models.json``. Other checkpoints (a rebuild, to check that the recipes reproduce the
+shipped tables): ``TTC_GENERATOR_DIR=.. TTC_PRM_DIR=.. python -m bench.eval_models --large-dir ..
+--out ..``.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ async def evaluate_large(generator: VllmGenerator, problems: list[task.Problem])
     return {"levels": levels}
 
 
-async def run(samples: int, chains: int, small: bool, include_large: bool) -> dict[str, Any]:
+async def run(samples: int, chains: int, small: bool, include_large: bool,
+              large_dir: Path) -> dict[str, Any]:
     problems = task.held_out_split("test")
     report: dict[str, Any] = {"split": "test", "questions": len(problems)}
     started = time.time()
@@ -151,7 +154,6 @@ async def run(samples: int, chains: int, small: bool, include_large: bool) -> di
         async with embedded_backends() as backends:
             report["small"] = await evaluate_small(backends.generator, backends.verifier, problems,
                                                    samples, chains)
-    large_dir = EMBEDDED_DIR / "generator-large"
     if include_large and (large_dir / "config.json").exists():
         server = VllmServer(ServerSpec(large_dir, "large", max_model_len=640, cpu_bind="0-1"))
         try:
@@ -166,9 +168,11 @@ async def run(samples: int, chains: int, small: bool, include_large: bool) -> di
 
 
 def main(samples: int = 16, chains: int = 4, small: bool = True, large: bool = True,
+         large_dir: Path = EMBEDDED_DIR / "generator-large",
          out: Path = RESULTS / "models.json") -> None:
-    """Measure and merge into ``out`` (so the large model can be measured on its own)."""
-    report = asyncio.run(run(samples, chains, small, large))
+    """Measure and merge into ``out`` (so the large model can be measured on its own). The small
+    generator and the PRM come from the service settings (``TTC_GENERATOR_DIR``, ``TTC_PRM_DIR``)."""
+    report = asyncio.run(run(samples, chains, small, large, large_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     report = {**previous, **report}
