@@ -95,7 +95,23 @@ KNOWN_LIMITS = {
         "checks (correct vs near miss 0.40–0.58 per level), and best-of-16 stayed at or below "
         "majority (levels 2–4: 0.525 / 0.525 / 0.30 vs 0.50 / 0.525 / 0.325). 1,000 more steps "
         "at lr 3e-4 (40 min in all): still chance on the synthetic pairs (0.43–0.55). The small "
-        "body began to learn only after ~2,000 steps at 3e-4; inconclusive, stopped for time."),
+        "body began to learn only after ~2,000 steps at 3e-4; inconclusive, stopped for time.\n"
+        "- **The signal is in the generator's own probabilities; the PRM does not extract it** "
+        "(same dev samples; within-question AUROC = AUROC of scores centred on their question's "
+        "mean). Scoring each sample, with no training, by the generator's own teacher-forced "
+        "probability of each digit it wrote after `=` and `answer:` separates a question's right "
+        "samples from its wrong ones: minimum over the digits 0.73 / 0.73 / 0.70 at levels 2–4; "
+        "by generator-large's probabilities 0.75 / 0.75 / 0.75, and best-of-16 weighted by those "
+        "(product over the digits) beats majority by 0.10 / 0.10 / 0.075 (0.675 / 0.575 / 0.375 "
+        "vs 0.575 / 0.475 / 0.30). So the reading above is wrong: the body does know where the "
+        "generator slipped. Fine-tuned PRMs stay at 0.47–0.57 on the same measure: two fresh "
+        "layers on the generator's body, lr 3e-4, 70% the generator's own samples of 8,000 fresh "
+        "training questions and 30% near misses, either with a label on every character of a "
+        "step line (is the line right so far, given the line before it) beside the step labels "
+        "(1,500 steps), or with the generator's own probability of every character as a dense "
+        "target (800 steps). Our reading now: the generator forms a digit's probability at the "
+        "position before the digit, while the PRM is read at the step tag after the step; "
+        "carrying that comparison forward is what the fine-tuning has not learned."),
 }
 
 
