@@ -58,9 +58,11 @@ train: install
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions
 
 # Rebuild all three into $(REBUILT) (not over the shipped ones) and compare them with the shipped
-# checkpoints: identical weights, else the tables measured on the rebuild within noise.
+# checkpoints: identical weights, else the tables measured on the rebuild within noise. It starts
+# from an empty $(REBUILT): training resumes from a kept solve phase, which would not be a rebuild.
 REBUILT ?= build/rebuilt
 reproduce: install
+	rm -rf $(REBUILT)
 	$(VENV)/bin/ttc-serve train generator --size small --out $(REBUILT)/generator-small
 	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small --out $(REBUILT)/prm
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions --out $(REBUILT)/generator-large
