@@ -166,6 +166,20 @@ def large_table(large: dict[str, Any], small: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def _reproduced(name: str) -> list[str]:
+    """The fact line from the last ``make reproduce`` that rebuilt this checkpoint, if any."""
+    path = RESULTS / "reproduce.json"
+    facts = json.loads(path.read_text())["checkpoints"].get(name) if path.exists() else None
+    if facts is None:
+        return []
+    if facts["identical_weights"]:
+        return [f"- reproduced: the training command above, re-run from scratch into another "
+                f"directory (as `make reproduce` does), gave byte-identical weights (sha256 "
+                f"{facts['rebuilt_sha256'][:12]}…)"]
+    return ["- reproduced: a re-run of the training command gave different weights; its tables "
+            "against the shipped ones are in `bench/results/reproduce.json`"]
+
+
 def card(name: str, results: dict[str, Any]) -> str:
     directory = EMBEDDED_DIR / name
     training = json.loads((directory / "training.json").read_text())
@@ -185,6 +199,7 @@ def card(name: str, results: dict[str, Any]) -> str:
         "comparison)",
         f"- recipe: `{json.dumps(training['recipe'])}`",
     ]
+    parts += _reproduced(name)
     if "labels" in training:
         labels = training["labels"]
         parts.append(f"- labels: {labels['examples']} sampled solutions, {labels['steps']} steps, "

@@ -43,8 +43,9 @@ def test_compare_tables_checks_every_rate_both_reports_hold() -> None:
 def test_identical_weights_pass_without_tables(tmp_path: Path) -> None:
     _checkpoint(tmp_path / "shipped", "prm", b"same")
     _checkpoint(tmp_path / "rebuilt", "prm", b"same")
-    reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", tmp_path / "none.json")
-    report = json.loads((tmp_path / "rebuilt" / "reproduce.json").read_text())
+    reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", tmp_path / "none.json",
+                   tmp_path / "reproduce.json")
+    report = json.loads((tmp_path / "reproduce.json").read_text())
     assert report["checkpoints"]["prm"]["identical_weights"] is True
 
 
@@ -54,9 +55,9 @@ def test_different_weights_need_measured_tables_within_noise(tmp_path: Path) -> 
     shipped_tables = tmp_path / "models.json"
     shipped_tables.write_text(json.dumps(_tables(0.33, 0.47, 0.54)))
     with pytest.raises(typer.Exit):  # nothing measured on the rebuild yet
-        reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables)
+        reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables, tmp_path / "out.json")
     (tmp_path / "rebuilt" / "models.json").write_text(json.dumps(_tables(0.31, 0.44, 0.55)))
-    reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables)
+    reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables, tmp_path / "out.json")
     (tmp_path / "rebuilt" / "models.json").write_text(json.dumps(_tables(0.31, 0.20, 0.55)))
     with pytest.raises(typer.Exit):
-        reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables)
+        reproduce.main(tmp_path / "rebuilt", tmp_path / "shipped", shipped_tables, tmp_path / "out.json")
