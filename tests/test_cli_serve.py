@@ -42,6 +42,19 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 300
     raise AssertionError("service not ready in time")
 
 
+def _exit_status(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, str]:
+    """Wait for the service to exit while reading its stderr (unread, a full pipe would block its
+    exit); on a timeout, fail with what it had written, to show where it stood."""
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"still running {timeout_s:.0f}s after the signal; its stderr:\n"
+                             f"{err.decode(errors='replace')[-3000:]}") from None
+    return proc.returncode, err.decode(errors="replace")
+
+
 def _assert_all_gone(procs: list[psutil.Process]) -> None:
     _, alive = psutil.wait_procs(procs, timeout=60)
     assert not alive, [p.pid for p in alive]
@@ -59,7 +72,7 @@ def test_serve_answers_and_ctrl_c_stops_everything() -> None:
         assert extract_answer(reply.choices[0].text) == "9"
         assert reply.model_extra["compute"]["flops_used"] <= 8e9
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 0
+        assert _exit_status(proc, 90)[0] == 0
         _assert_all_gone(children)
     finally:
         if proc.poll() is None:
@@ -80,10 +93,11 @@ def test_failed_start_exits_and_leaves_nothing(tmp_path: Path) -> None:
             except psutil.NoSuchProcess:
                 break
             time.sleep(0.2)
-        assert proc.wait(timeout=30) != 0
+        status, log = _exit_status(proc, 30)
+        assert status != 0
         assert seen, "the service never started its vLLM servers"
         _assert_all_gone(list(seen.values()))
-        assert b"vLLM server for prm exited" in (proc.stderr.read() if proc.stderr else b"")
+        assert "vLLM server for prm exited" in log
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -96,10 +110,10 @@ def test_ctrl_c_during_start_up_stops_at_once_and_leaves_nothing() -> None:
     try:
         children = _wait_for_engine_cores(proc)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        status, log = _exit_status(proc, 60)
+        assert status == 0, log[-2000:]
         _assert_all_gone(children)
-        log = proc.stderr.read() if proc.stderr else b""
-        assert b"Application startup complete" not in log, log.decode()[-2000:]
+        assert "Application startup complete" not in log, log[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
