@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,12 +132,16 @@ class VllmServer:
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    async def astart(self, timeout_s: float = 180.0) -> None:
-        """Spawn and wait (without blocking the event loop) until ``/health`` answers 200."""
+    async def astart(self, timeout_s: float = 180.0,
+                     interrupted: threading.Event | None = None) -> None:
+        """Spawn and wait (without blocking the event loop) until ``/health`` answers 200; raise
+        KeyboardInterrupt as soon as ``interrupted`` is set."""
         self.spawn()
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
+                if interrupted is not None and interrupted.is_set():
+                    raise KeyboardInterrupt
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base_url}/health")).status_code == 200:
@@ -176,11 +181,28 @@ class VllmServer:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-async def start_all(servers: list[VllmServer], timeout_s: float) -> None:
+async def start_all(servers: list[VllmServer], timeout_s: float,
+                    interrupted: threading.Event | None = None) -> None:
     """Start servers concurrently; if one fails, cancel the others' waits (the caller stops them)."""
     async with asyncio.TaskGroup() as group:
         for server in servers:
-            group.create_task(server.astart(timeout_s))
+            group.create_task(server.astart(timeout_s, interrupted))
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_flag() -> Iterator[threading.Event]:
+    """While the servers start, Ctrl-C sets a flag that every start-up loop checks each round,
+    instead of relying on asyncio cancelling them: in full test runs that cancellation was lost
+    now and then (the start ran on and the service came up after Ctrl-C)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -190,9 +212,12 @@ def running(*specs: ServerSpec, timeout_s: float = 180.0) -> Iterator[list[VllmS
 
     try:
         try:
-            asyncio.run(start_all(servers, timeout_s))
+            with _ctrl_c_as_flag() as interrupted:
+                asyncio.run(start_all(servers, timeout_s, interrupted))
         except BaseExceptionGroup as group:  # surface the first failure itself
             raise group.exceptions[0] from None
+        if interrupted.is_set():  # Ctrl-C after the last check
+            raise KeyboardInterrupt
         yield servers
     finally:
         for server in servers:
