@@ -94,6 +94,11 @@ class ServerStartError(RuntimeError):
     pass
 
 
+class _StartInterrupted(Exception):
+    """Raised in a start-up loop on Ctrl-C; ``running`` turns it into KeyboardInterrupt (raised in a
+    task, KeyboardInterrupt itself would bypass the task group and be logged as never retrieved)."""
+
+
 @dataclass
 class VllmServer:
     """One supervised vLLM server; ``base_url`` is valid once ``start``/``astart`` returned."""
@@ -135,13 +140,13 @@ class VllmServer:
     async def astart(self, timeout_s: float = 180.0,
                      interrupted: threading.Event | None = None) -> None:
         """Spawn and wait (without blocking the event loop) until ``/health`` answers 200; raise
-        KeyboardInterrupt as soon as ``interrupted`` is set."""
+        ``_StartInterrupted`` as soon as ``interrupted`` is set."""
         self.spawn()
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
                 if interrupted is not None and interrupted.is_set():
-                    raise KeyboardInterrupt
+                    raise _StartInterrupted
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base_url}/health")).status_code == 200:
@@ -215,6 +220,8 @@ def running(*specs: ServerSpec, timeout_s: float = 180.0) -> Iterator[list[VllmS
             with _ctrl_c_as_flag() as interrupted:
                 asyncio.run(start_all(servers, timeout_s, interrupted))
         except BaseExceptionGroup as group:  # surface the first failure itself
+            if interrupted.is_set():
+                raise KeyboardInterrupt from None
             raise group.exceptions[0] from None
         if interrupted.is_set():  # Ctrl-C after the last check
             raise KeyboardInterrupt
