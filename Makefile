@@ -51,11 +51,12 @@ eval-models: install
 	$(PY) -m bench.eval_models
 	$(PY) -m bench.model_cards
 
-# Rebuild the shipped checkpoints (CPU, deterministic from the seed).
+# Rebuild the shipped checkpoints (CPU, deterministic from the seed). The PRM reads
+# generator-large's body, so it comes last.
 train: install
 	$(VENV)/bin/ttc-serve train generator --size small
-	$(VENV)/bin/ttc-serve train prm
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions
+	$(VENV)/bin/ttc-serve train prm
 
 # Rebuild all three into $(REBUILT) (not over the shipped ones) and compare them with the shipped
 # checkpoints: identical weights, else the tables measured on the rebuild within noise. It starts
@@ -64,8 +65,9 @@ REBUILT ?= build/rebuilt
 reproduce: install
 	rm -rf $(REBUILT)
 	$(VENV)/bin/ttc-serve train generator --size small --out $(REBUILT)/generator-small
-	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small --out $(REBUILT)/prm
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions --out $(REBUILT)/generator-large
+	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small \
+	  --body $(REBUILT)/generator-large --out $(REBUILT)/prm
 	$(PY) -m bench.reproduce $(REBUILT) || { \
 	  TTC_GENERATOR_DIR=$(REBUILT)/generator-small TTC_PRM_DIR=$(REBUILT)/prm \
 	    $(PY) -m bench.eval_models --large-dir $(REBUILT)/generator-large --out $(REBUILT)/models.json && \

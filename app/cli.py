@@ -80,11 +80,13 @@ def train_generator(
 def train_prm(
     generator: Annotated[Path, typer.Option(help="generator checkpoint that rolls out")] =
         EMBEDDED_DIR / "generator-small",
+    body: Annotated[Path, typer.Option(help="generator checkpoint whose body the PRM reads")] =
+        EMBEDDED_DIR / "generator-large",
     out: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,
     smoke: bool = False,
     seed: int = 0,
 ) -> None:
-    """Train the PRM on Math-Shepherd soft labels from the generator's rollouts."""
+    """Build the PRM on a generator's body; fit its head on Math-Shepherd labels from rollouts."""
     _stop_on_sigterm()
     from dataclasses import replace
 
@@ -92,7 +94,7 @@ def train_prm(
 
     recipe = replace(prm_training.SMOKE_PRM if smoke else prm_training.PrmRecipe(), seed=seed)
     out = out or EMBEDDED_DIR / "prm"
-    report = prm_training.train_prm(recipe, generator, out)
+    report = prm_training.train_prm(recipe, generator, body, out)
     typer.echo(f"{out}: {report.parameters} parameters, {report.seconds:.0f}s, "
                f"final loss {report.final_loss:.4f}")
 

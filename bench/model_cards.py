@@ -13,7 +13,8 @@ from models.embedded import task
 COMMANDS = {
     "generator-small": "ttc-serve train generator --size small",
     "generator-large": "ttc-serve train generator --size large --no-revisions",
-    "prm": "ttc-serve train prm --generator models/embedded/checkpoints/generator-small",
+    "prm": "ttc-serve train prm --generator models/embedded/checkpoints/generator-small "
+           "--body models/embedded/checkpoints/generator-large",
 }
 ROLES = {
     "generator-small": "the embedded generator: solves (``question: ..``) and revises "
@@ -21,7 +22,8 @@ ROLES = {
     "generator-large": "a ~14x larger generator, same recipe and data (solve only), for the paper's "
                        "FLOPs-matched comparison of test-time compute against model size",
     "prm": "the process reward model (Qwen2ForProcessRewardModel, the Qwen2.5-Math-PRM architecture):"
-           " one [p_bad, p_good] per step tag `<step>`",
+           " one [p_bad, p_good] per step tag `<step>`, which ends each step in the newline's place"
+           " (`question: 3+4\\n3+4=7<step>answer: 7<step>`)",
 }
 
 
@@ -39,8 +41,9 @@ KNOWN_LIMITS = {
         "  - contexts whose last attempt is the correct solution or a synthetic near miss of it "
         "(one slipped digit, carried on), to teach repair at the slip: much worse "
         "(level 2 0.43 → 0.05).\n"
-        "  Our reading (not a measurement): the cause is the one the PRM shows (its card): at this "
-        "size the model does not learn to check a written step's arithmetic, so a context it "
+        "  Our reading (not a measurement): a reviser can only judge an attempt with what it "
+        "knows, and what tells this model's right samples from its wrong ones is a stronger "
+        "model's confidence (the PRM needed generator-large's body for it, its card); a context it "
         "cannot judge is noise to copy or perturb.\n"
         "- Level 5 (7 operations) is one operation beyond every training question; its pass@1 "
         "(0.004) measures that as much as the model's arithmetic."),
@@ -54,78 +57,60 @@ KNOWN_LIMITS = {
         "- How it compares with spending the same FLOPs at test time is in docs/routing.md "
         "(`ttc-serve exchange`)."),
     "prm": (
-        "- **It does not check a step's arithmetic.** Its AUROC across levels (0.87) comes from "
-        "telling easy questions from hard ones; within a level it is 0.50–0.70, and best-of-16 "
-        "weighted by it trails majority@16 at levels 2–4. Given `3+4=7` and `3+4=8` it scores both "
-        "0.958. On dev, the top-scored of a question's 16 samples is right less often than a random "
-        "one, whatever the aggregation (last, min, prod, mean).\n"
-        "- Tried on dev (not shipped; recipe options `near_misses`, `rank_weight`, "
-        "`extra_layers`): two synthetic near misses per question (the correct solution with one "
-        "slipped digit, carried on) beside the correct one; a within-question ranking loss on the "
-        "last step; two fresh layers on top of the generator's body. 2,000 steps at lr 1e-3 on "
-        "the Math-Shepherd labels plus these (dev, 40 questions per level x 16 samples): top-1 "
-        "stayed below a random sample at levels 2–4, and best-of-16 moved against majority by at "
-        "most two questions of 40 either way.\n"
-        "- What does train (probes, exact labels, level-1 near misses vs correct solutions, batch "
-        "32): starting from the generator's body at lr 3e-4, batch accuracy reaches 0.88–0.91 "
-        "within 750–1,500 steps, with or without two extra layers. A fresh body at lr 1e-3 stays "
-        "at chance for 3,000 steps.\n"
-        "- **A verification phase** (recipe options `verify_steps`, `verify_lr`, "
-        "`verify_own_share`, `verify_mix`; default off, not shipped): exact per-step labels from "
-        "the checker, no rollouts, on fresh training questions' correct solutions and near misses "
-        "and on the generator's own samples, before the Math-Shepherd phase. Dev, 40 questions "
-        "per level:\n"
-        "  - at lr 1e-3 it learns nothing in 3,000 steps (correct solution vs near miss ranked "
-        "right 43–58% per level); at lr 3e-4 it does: 0.72 / 0.72 / 0.67 at levels 2–4 after "
-        "3,000 steps, 0.73 / 0.77 / 0.72 after 6,000 plus 1,500 Math-Shepherd steps (level 1 "
-        "0.95);\n"
-        "  - **on the generator's own samples it does not carry over**: within-level AUROC of the "
-        "last step 0.57 / 0.49 / 0.53 at levels 2–4, and best-of-16 weighted 0.45 / 0.525 / 0.30 "
-        "vs majority 0.50 / 0.525 / 0.325. With 2,000 more steps on mostly its own samples "
-        "(80%): level 2 0.575 vs 0.50, but levels 3–4 0.50 / 0.275 vs 0.525 / 0.325, AUROC 0.38 / "
-        "0.44 (worse than chance);\n"
-        "  - our reading: a random slipped digit is easy to spot, the generator's own slips are "
-        "not. They sit where its arithmetic is unsure, and a checker grown from the same body is "
-        "unsure there too. On long chains every last-step score falls below 0.05, so the ranking "
-        "within a question is noise. A checker that does better than the generator on its own "
-        "mistakes needs more arithmetic than the generator has (e.g. a body from the larger "
-        "generator, at ~14× the scoring FLOPs), or much longer training on its own mistakes.\n"
-        "- A first try of the former: generator-large's body, 1,000 verification steps at lr 2e-4 "
-        "in bf16 autocast (1.2 s a step, 20 min): it had not yet learned even the synthetic "
-        "checks (correct vs near miss 0.40–0.58 per level), and best-of-16 stayed at or below "
-        "majority (levels 2–4: 0.525 / 0.525 / 0.30 vs 0.50 / 0.525 / 0.325). 1,000 more steps "
-        "at lr 3e-4 (40 min in all): still chance on the synthetic pairs (0.43–0.55). The small "
-        "body began to learn only after ~2,000 steps at 3e-4; inconclusive, stopped for time.\n"
-        "- **Where the signal is** (session 6, the same dev samples; within-question AUROC = AUROC "
-        "of scores centred on their question's mean):\n"
-        "  - the generator's own teacher-forced probability of each digit it wrote (no training) "
-        "separates a question's right samples from its wrong ones: minimum over the result "
-        "digits 0.78 / 0.76 / 0.74 at levels 2–4. At the first digit where a step's result leaves "
-        "the right one (its left side right), right vs slipped digits: 0.98 / 0.97 / 0.96;\n"
-        "  - that is a comparison across one position: the generator forms a digit's distribution "
-        "at the position before it, and the digit is only read at its own position. Probes on the "
-        "frozen generator at the digit's own position reach 0.85 on the digit-level measure "
-        "(linear, final layer; 0.89 with the previous position's state beside it, MLP), and a PRM "
-        "trained for it 0.83 (two fresh layers on the frozen body, per-character labels on step "
-        "lines weighted toward the slips, 1,500 steps at 1e-3) — and 0.50–0.58 at the sample "
-        "level. What they miss are the close calls, where the generator put, say, 0.6 on the "
-        "right digit and 0.4 on the one it wrote: ordering those is the within-question signal. "
-        "Other tries with the same outcome: per-character labels or the generator's own "
-        "per-character probabilities as dense targets, body not frozen, lr 3e-4, 800–1,500 "
-        "steps on 64,000 fresh own samples (70%) and near misses;\n"
-        "  - even that exact signal is too weak from the small generator: best-of-16 weighted by "
-        "its minimum digit probability 0.60 / 0.475 / 0.30 vs majority 0.575 / 0.475 / 0.30 "
-        "(product over the digits: 0.55 / 0.55 / 0.35). Weighted by generator-large's "
-        "probabilities: 0.675 / 0.575 / 0.375, majority + 0.10 / 0.10 / 0.075 (within-question "
-        "AUROC 0.75);\n"
-        "  - our reading: the small generator's confidence is mostly what majority voting already "
-        "counts (the answer its own distribution favours); a verifier adds to majority only with "
-        "knowledge the generator lacks, as generator-large's probabilities do. Next: a PRM body "
-        "from generator-large (~14× "
-        "the scoring FLOPs, for the policy to weigh) with the one-position look-back built in (a "
-        "previous-token attention head whose values are the body's digit logits), the rest "
-        "trained."),
+        "- **Its body is generator-large's**, so scoring costs ~23× the small generator's FLOPs per "
+        "token (19.6M matmul parameters vs 0.87M, all counted in the FLOPs account). The policy "
+        "weighs that cost (`docs/routing.md`).\n"
+        "- It knows what generator-large knows and no more: a slip that generator-large would make "
+        "too scores as right.\n"
+        "- Level 5 (7 operations) is beyond every training question of both generators; there the "
+        "score mostly says that the question is hard."),
 }
+
+BUILT = {
+    "prm": (
+        "A verifier must know more than the generator it checks, and here what it needs is how sure "
+        "a stronger model is of each digit a solution wrote. So the PRM is built on "
+        "generator-large's body (`models/embedded/prm_model.py`), and only its score head is "
+        "trained:\n\n"
+        "1. The body is generator-large's, unchanged, in a residual stream one head wider (the body "
+        "neither reads nor writes the extra channels; the embedding puts tiny one-hots of the "
+        "digits and of the newline there). The step tag takes the newline's place and embedding, so "
+        "the body reads the text exactly as the generator wrote it.\n"
+        "2. A look-back layer: one head attends to the previous position (content-free q/k "
+        "biases on the fastest RoPE planes) and copies its ten digit logits (generator-large's LM "
+        "head rows); another writes a constant that dominates every later RMSNorm, so the layers "
+        "above read their channels linearly.\n"
+        "3. A badness layer: one head finds the question's newline; the MLP computes, for each digit "
+        "written after it, `sum_j silu(4 (z_j - z_w + 2)) / 4` over the other digits j (0 when "
+        "generator-large was sure of the written digit w, growing as it preferred another).\n"
+        "4. A pool layer: each position attends to all before it with weight `exp(10 badness)`, a "
+        "soft maximum: a solution is as wrong as its worst digit.\n"
+        "5. The score head `p_good = sigmoid(gamma (delta - pooled))`, fitted by binary "
+        "cross-entropy on Math-Shepherd soft labels (below).\n\n"
+        "`tests/test_prm_model.py` checks that the body reproduces generator-large's states, that "
+        "every tag score equals this formula computed from the generator's logits, and that vLLM "
+        "serves the shipped checkpoint with the same scores.\n\n"
+        "How we got here (dev, 40 questions per level × 16 samples of generator-small, levels 2–4; "
+        "within-question AUROC = AUROC of scores centred on their question's mean, the ranking "
+        "best-of-N needs):\n"
+        "- Trained PRMs did not learn it. From the small generator's body, with Math-Shepherd "
+        "labels, near misses, a ranking loss, extra layers, exact verification labels, dense "
+        "per-digit targets: within-question AUROC 0.38–0.70, best-of-16 at or below majority. "
+        "From generator-large's body with the look-back layer built and the rest trained (300–800 "
+        "steps; the tag still inserted before the newline, see below): 0.50–0.65.\n"
+        "- The signal is the generator's own probability of each digit it wrote, read at the "
+        "position before the digit. Generator-small's: within-question 0.78 / 0.76 / 0.74, but "
+        "best-of-16 by it only ties majority (0.60 / 0.475 / 0.30 vs 0.575 / 0.475 / 0.30): its "
+        "confidence is what majority voting already counts. Generator-large's: 0.886 / 0.841 / "
+        "0.772, best-of-16 0.675 / 0.575 / 0.35.\n"
+        "- A step tag *inserted* before each newline shifted the body's positions and cost much of "
+        "that (0.775 / 0.677 / 0.608, best-of-16 below majority); in the newline's place it costs "
+        "nothing.\n"
+        "- The built PRM, saved in bf16 and reloaded, before the head fit: within-question 0.895 / "
+        "0.832 / 0.772, best-of-16 0.650 / 0.600 / 0.350 vs majority 0.575 / 0.475 / 0.300; AUROC "
+        "across a level 0.90."),
+}
+
 
 
 def _levels_table() -> str:
@@ -217,6 +202,8 @@ def card(name: str, results: dict[str, Any]) -> str:
         parts.append(small_tables(results["small"]))
     if name == "generator-large" and "large" in results:
         parts.append(large_table(results["large"], results.get("small")))
+    if name in BUILT:
+        parts += ["\n## How it is built, and why\n", BUILT[name]]
     if name in KNOWN_LIMITS:
         parts += ["\n## Known limitations\n", KNOWN_LIMITS[name]]
     return "\n".join(parts) + "\n"

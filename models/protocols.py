@@ -74,3 +74,12 @@ class Verifier(Protocol):
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
         """Score each solution (a list of steps) to its prompt; one score per step."""
         ...
+
+
+def prm_text(prompt: str, steps: Sequence[str], step_tag: str) -> str:
+    """A PRM's input: the prompt, then each step ended by the step tag (one score per tag).
+
+    The tag takes the place of the step's newline, as ``<extra_0>`` ends each step for
+    Qwen2.5-Math-PRM; the embedded PRM embeds its tag as a newline, so that its body reads the text
+    exactly as the generator wrote it."""
+    return prompt + "".join(f"{step}{step_tag}" for step in steps)

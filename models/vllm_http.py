@@ -21,6 +21,7 @@ from models.protocols import (
     GenerationResult,
     Usage,
     VerifierResult,
+    prm_text,
 )
 
 
@@ -170,7 +171,7 @@ class VllmVerifier(_VllmHttpBackend):
         self.step_tag = step_tag
 
     def format(self, prompt: str, steps: Sequence[str]) -> str:
-        return prompt + "".join(f"{step}{self.step_tag}\n" for step in steps)
+        return prm_text(prompt, steps, self.step_tag)
 
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
         """One ``/pooling`` request per input, all at once (vLLM batches them): each response's

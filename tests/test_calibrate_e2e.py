@@ -22,7 +22,8 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     settings = Settings()
     questions = embedded_split("dev", per_level=2)
     configs = tuple(c for c in DEFAULT_GRID if c.label in ("best_of_n", "beam M=4", "revisions 4:1"))
-    plan = calibrate.CalibrationPlan(budgets=(1e9, 3e9), configs=configs, oracle_samples=4,
+    # Budgets that pay for PRM-scored samples (~3e9 each: the PRM reads generator-large's body).
+    plan = calibrate.CalibrationPlan(budgets=(1e10, 3e10), configs=configs, oracle_samples=4,
                                      concurrency=8)
     store = RecordStore(tmp_path / "cal" / "records.jsonl")
 
@@ -48,7 +49,7 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     assert {p.name for p in calibrate.write_figures(summary, tmp_path / "cal")} >= {
         "strategies_by_level.png", "bins_oracle_vs_predicted.png"}
 
-    bench_plan = bench.BenchPlan(budgets=(2e9,), curve_budgets=(1e9, 4e9), configs=configs,
+    bench_plan = bench.BenchPlan(budgets=(2e10,), curve_budgets=(1e10, 4e10), configs=configs,
                                  oracle_samples=4, difficulty_samples=policy.difficulty.samples,
                                  concurrency=8)
     bench_store = RecordStore(tmp_path / "bench" / "records.jsonl")
@@ -66,12 +67,12 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     asyncio.run(run_bench())
     auto = auto_store.phase("auto")
     assert len(auto) == len(test_questions)
-    estimates = policy.depends_on_difficulty(2e9)  # auto pays for the estimate only where it matters
+    estimates = policy.depends_on_difficulty(2e10)  # auto pays for the estimate only where it matters
     assert all(r["flops_used"] <= r["budget"] and (r["flops"]["difficulty"] > 0) == estimates
                for r in auto)
     result = bench.summarise(bench_store, auto_store, test_questions, bench_plan, policy)
     assert result["agreement"]["questions"] == len(test_questions)  # bins predicted in their own phase
-    entry = result["budgets"]["2e+09"]
+    entry = result["budgets"]["2e+10"]
     assert 0 <= entry["auto"]["accuracy"] <= 1
     assert entry["efficiency"]["bound"] in ("measured", "above", "below")
     assert len(bench.write_figures(result, tmp_path / "bench")) == 2

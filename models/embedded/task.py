@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from models.protocols import prm_text
+
 STEP_TAG = "<step>"
 ANSWER_PREFIX = "answer: "
 MAX_REVISION_CONTEXT = 4  # attempts kept in a revise prompt (the paper keeps the 4 most recent)
@@ -137,8 +139,8 @@ def split_steps(text: str) -> list[str]:
 
 
 def prm_input(prompt: str, steps: Sequence[str]) -> str:
-    """The PRM's view: the prompt, then each step followed by the step tag (one score per tag)."""
-    return prompt + "".join(f"{step}{STEP_TAG}\n" for step in steps)
+    """The embedded PRM's view of a solution (``prm_text`` with its step tag)."""
+    return prm_text(prompt, steps, STEP_TAG)
 
 
 # ---------------------------------------------------------------- grading
