@@ -151,7 +151,8 @@ def _floats(text: str, param: str) -> tuple[float, ...]:
 def calibrate(
     questions: Annotated[str, typer.Option(help="embedded:dev, or a prompt/answer JSONL")] = "embedded:dev",
     per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
-    budgets: Annotated[str, typer.Option(help="FLOPs budgets of the grid")] = "1e9,1.5e9,2e9,4e9,8e9",
+    budgets: Annotated[str, typer.Option(help="FLOPs budgets of the grid")] =
+        "1e9,1.5e9,2e9,4e9,8e9,1.6e10,3.2e10",
     difficulty_samples: Annotated[int, typer.Option(min=1, max=64)] = 4,
     oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
     concurrency: Annotated[int, typer.Option(min=1, max=1024, help="requests per server pair")] = 16,
@@ -197,7 +198,8 @@ def calibrate(
 def bench(
     questions: Annotated[str, typer.Option(help="embedded:test, or a prompt/answer JSONL")] = "embedded:test",
     per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
-    budgets: Annotated[str, typer.Option(help="budgets for auto and the fixed strategies")] = "2e9,4e9,8e9",
+    budgets: Annotated[str, typer.Option(help="budgets for auto and the fixed strategies")] =
+        "2e9,4e9,8e9,3.2e10",
     curve_budgets: Annotated[str, typer.Option(help="best-of-N budgets")] = BEST_OF_N_CURVE,
     oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
     concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,

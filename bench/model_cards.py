@@ -62,6 +62,10 @@ KNOWN_LIMITS = {
         "weighs that cost (`docs/routing.md`).\n"
         "- It knows what generator-large knows and no more: a slip that generator-large would make "
         "too scores as right.\n"
+        "- vLLM must serve it with the generator's tokenizer (`--tokenizer models/embedded/"
+        "checkpoints/generator-small`, as `models/embedded/serving.py` does): for a qwen2 config "
+        "transformers loads this tokenizer as `Qwen2Tokenizer`, which drops every space and "
+        "newline. Every PRM figure measured before session 7 went through that bug.\n"
         "- Level 5 (7 operations) is beyond every training question of both generators; there the "
         "score mostly says that the question is hard."),
 }
