@@ -39,6 +39,7 @@ from transformers import LlamaForCausalLM, Qwen2Config, Qwen2Model
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2DecoderLayer
 
+from models.embedded.task import STEP_TAG
 from models.embedded.tokenizer import BOS, EOS, PAD, build_tokenizer, token_ids
 from models.embedded.training import MAX_LEN, ModelSize
 
@@ -177,8 +178,6 @@ def _copy_body(model: ProcessRewardModel, generator: LlamaForCausalLM, width: in
     for d, digit in enumerate(DIGITS):
         embed[vocab[digit], ch.digit(d)] = EPS
     embed[vocab["\n"], ch.newline] = EPS
-    from models.embedded.task import STEP_TAG
-
     embed[vocab[STEP_TAG], :body] = generator.model.embed_tokens.weight[vocab["\n"]]
     for src_layer, dst_layer in zip(generator.model.layers, model.model.layers, strict=False):
         src, dst = cast(LlamaDecoderLayer, src_layer), cast(Qwen2DecoderLayer, dst_layer)
