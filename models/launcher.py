@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -78,8 +79,29 @@ class ServerSpec:
         return max(1, min(512, self.kv_cache_bytes // per_sequence))
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free loopback port *below* the kernel's ephemeral range.
+
+    A port from ``bind(0)`` is ephemeral: between choosing it and the server binding it (a vLLM
+    start takes a minute), any outgoing connection or ZMQ socket of the other servers may get it
+    from the kernel. That happened in CI ("address already in use" from uvicorn). The kernel never
+    hands out a port below the range, so only another explicit choice can collide there."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # the range below is full: fall back to the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

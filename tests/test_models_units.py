@@ -79,3 +79,16 @@ def test_stopping_a_server_kills_an_unready_one_at_once_and_tidies_only_a_served
         # unready: no grace; ready: SIGTERM ignored, SIGKILL after the grace
         assert (time.monotonic() - started < 2.0) != ready
         assert log.exists() != ready
+
+
+def test_free_ports_lie_below_the_ephemeral_range_so_no_outgoing_socket_can_take_them() -> None:
+    import socket
+
+    from models.launcher import _EPHEMERAL_RANGE, free_port
+
+    low = int(_EPHEMERAL_RANGE.read_text().split()[0]) if _EPHEMERAL_RANGE.exists() else 32768
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 <= p < low for p in ports) and len(ports) > 1
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # free when handed out
