@@ -79,7 +79,11 @@ class ServerSpec:
         return max(1, min(512, self.kv_cache_bytes // per_sequence))
 
 
-_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+def ephemeral_range_start() -> int:
+    """The lowest port the kernel hands out on its own (Linux; 32768 where it cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
 
 
 def free_port() -> int:
@@ -89,9 +93,7 @@ def free_port() -> int:
     start takes a minute), any outgoing connection or ZMQ socket of the other servers may get it
     from the kernel. That happened in CI ("address already in use" from uvicorn). The kernel never
     hands out a port below the range, so only another explicit choice can collide there."""
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    low = ephemeral_range_start()
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(max(1024, low - 12000), low)

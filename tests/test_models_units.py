@@ -84,9 +84,9 @@ def test_stopping_a_server_kills_an_unready_one_at_once_and_tidies_only_a_served
 def test_free_ports_lie_below_the_ephemeral_range_so_no_outgoing_socket_can_take_them() -> None:
     import socket
 
-    from models.launcher import _EPHEMERAL_RANGE, free_port
+    from models.launcher import ephemeral_range_start, free_port
 
-    low = int(_EPHEMERAL_RANGE.read_text().split()[0]) if _EPHEMERAL_RANGE.exists() else 32768
+    low = ephemeral_range_start()
     ports = {free_port() for _ in range(20)}
     assert all(1024 <= p < low for p in ports) and len(ports) > 1
     for port in ports:
