@@ -167,3 +167,37 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return [process.name(), *process.cmdline()]
     except psutil.Error:
         return []
+
+
+def test_ctrl_c_mid_calibration_grid_stops_at_once_and_keeps_finished_runs(tmp_path: Path) -> None:
+    """Ctrl-C once the grid runs: calibrate stops within seconds (it does not run the grid out and
+    fit a policy), its vLLM servers go with it, and the runs it finished stay on disk for a resume.
+
+    SIGINT is reset to its default in the child: a shell that starts a command in the background
+    without job control sets it to SIG_IGN, and Python then never installs its Ctrl-C handler (which
+    made this look like a bug once; a terminal's Ctrl-C reaches a foreground command as here)."""
+    log = tmp_path / "log"
+    command = [str(Path(sys.executable).parent / "ttc-serve"), "calibrate", "--per-level", "4",
+               "--budgets", "3.2e10", "--out-dir", str(tmp_path), "--policy-out", str(tmp_path / "p.json")]
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        children = _wait_for_engine_cores(proc)
+        deadline = time.monotonic() + 300
+        while b"grid runs" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(5)  # requests in flight on both servers
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        proc.wait(timeout=60)
+        assert time.monotonic() - started < 30, "Ctrl-C waited for the grid"
+        assert proc.returncode != 0
+        assert not (tmp_path / "p.json").exists()
+        _assert_all_gone(children)
+        records = (tmp_path / "records.jsonl").read_text().splitlines()
+        assert any('"phase": "grid"' in line for line in records), records[-3:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
