@@ -65,6 +65,37 @@ def test_several_revise_contexts_per_question_are_drawn_afresh() -> None:
     assert len({ex.prompt for ex in many}) > 1 and all(ex.target == problem.solution() for ex in many)
 
 
+def test_slipped_solution_has_one_wrong_step_and_carries_on_from_it() -> None:
+    import random
+    import re
+
+    stream, rng = task.training_problems(5), random.Random(5)
+    for _ in range(200):
+        problem = next(stream)
+        steps = task.split_steps(training.slipped_solution(problem, rng))
+        parsed = [re.fullmatch(r"(-?\d+)([+-])(\d+)=(-?\d+)", s) for s in steps[:-1]]
+        assert all(parsed) and len(parsed) == len(problem.ops)
+        wrong = [m for m in parsed if m and int(m[4]) != int(m[1]) + (1 if m[2] == "+" else -1) * int(m[3])]
+        assert len(wrong) == 1  # one slip; every later step is right arithmetic on the slipped value
+        lhs = [int(m[1]) for m in parsed if m]
+        results = [int(m[4]) for m in parsed if m]
+        assert lhs[1:] == results[:-1] and lhs[0] == problem.operands[0]
+        assert task.extract_answer(steps[-1]) == results[-1] != problem.answer
+
+
+def test_copy_revise_examples_hold_correct_and_slipped_attempts_and_target_the_solution() -> None:
+    import random
+
+    stream, rng = task.training_problems(6), random.Random(6)
+    examples = [training.copy_revise_example(next(stream), rng) for _ in range(100)]
+    counts = [ex.prompt.count("attempt:") for ex in examples]
+    assert min(counts) == 1 and max(counts) == task.MAX_REVISION_CONTEXT
+    graded = [task.parse_question(ex.prompt.split("\n")[0]) for ex in examples]
+    assert all(p is not None and ex.target == p.solution() for p, ex in zip(graded, examples, strict=True))
+    holds_target = sum(ex.target in ex.prompt for ex in examples)
+    assert 30 < holds_target < 100  # some contexts show the answer to copy, some only slips
+
+
 def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> None:
     """Same seed, same weights (the solve phase; the revise phase adds seeded vLLM sampling)."""
     from dataclasses import replace

@@ -64,6 +64,11 @@ class GeneratorRecipe:
     # Share of revise examples whose context is the model's own attempts as drawn, right or wrong
     # (the rest follow the paper: wrong attempts only). See ``build_revise_examples``.
     on_policy_context: float = 0.5
+    # Revise examples added to every solve-phase step, their contexts built from the question's own
+    # correct solution and slipped copies of it (see ``copy_revise_example``): a reviser must first
+    # learn to read its attempts, and only from the start, while it cannot yet compute the answer,
+    # is copying worth enough to the loss for that to form.
+    early_revise: int = 0
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -260,6 +265,28 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     return examples
 
 
+def slipped_solution(problem: task.Problem, rng: random.Random) -> str:
+    """The solution with one step's result off in one digit, the later steps carried on from it
+    (as the model's own slips are)."""
+    slip = rng.randrange(len(problem.ops))
+    value, lines = problem.operands[0], []
+    for i, (op, operand) in enumerate(zip(problem.ops, problem.operands[1:], strict=True)):
+        new = value + operand if op == "+" else value - operand
+        if i == slip:
+            new += rng.choice((-1, 1)) * rng.randint(1, 9) * 10 ** rng.randrange(len(str(abs(new))))
+        lines.append(f"{value}{op}{operand}={new}")
+        value = new
+    lines.append(f"{task.ANSWER_PREFIX}{value}")
+    return "".join(line + "\n" for line in lines)
+
+
+def copy_revise_example(problem: task.Problem, rng: random.Random) -> Example:
+    """1..4 attempts, each the correct solution or a slipped one (even odds); target: correct."""
+    attempts = [problem.solution() if rng.random() < 0.5 else slipped_solution(problem, rng)
+                for _ in range(rng.randint(1, task.MAX_REVISION_CONTEXT))]
+    return Example(task.revise_prompt(problem, attempts), problem.solution())
+
+
 def edit_distance(a: str, b: str) -> int:
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
@@ -280,9 +307,16 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     rng = random.Random(recipe.seed)
     stream = task.training_problems(recipe.seed)
 
+    # Its own streams, so that the solve examples are the same with or without it.
+    copy_stream, copy_rng = task.training_problems(recipe.seed + 1), random.Random(recipe.seed + 1)
+
     def solve_batches() -> Iterator[list[list[Example]]]:
         while True:
-            yield [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
+            batch = [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
+            if recipe.early_revise:
+                batch.append([copy_revise_example(next(copy_stream), copy_rng)
+                              for _ in range(recipe.early_revise)])
+            yield batch
 
     solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
     if _same_recipe(solve_dir, recipe):  # resume after a failure in a later phase
@@ -328,7 +362,8 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     return report
 
 
-_SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "bf16_autocast", "threads")
+_SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "bf16_autocast", "threads",
+                 "early_revise")
 
 
 def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
