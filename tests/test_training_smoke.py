@@ -96,11 +96,23 @@ def test_copy_revise_examples_hold_correct_and_slipped_attempts_and_target_the_s
     assert 30 < holds_target < 100  # some contexts show the answer to copy, some only slips
 
 
+def test_pure_copy_examples_show_the_solution_as_their_only_attempt() -> None:
+    import random
+
+    stream, rng = task.training_problems(7), random.Random(7)
+    for _ in range(20):
+        problem = next(stream)
+        example = training.copy_revise_example(problem, rng, pure=True)
+        assert example.prompt == task.revise_prompt(problem, [problem.solution()])
+        assert example.target == problem.solution()
+
+
 def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> None:
-    """Same seed, same weights (the solve phase; the revise phase adds seeded vLLM sampling)."""
+    """Same seed, same weights (the solve phase, with its early revise examples both pure and
+    slipped; the revise phase adds seeded vLLM sampling)."""
     from dataclasses import replace
 
-    recipe = replace(training.SMOKE_GENERATOR, solve_steps=15)
+    recipe = replace(training.SMOKE_GENERATOR, solve_steps=15, early_revise=4, copy_warmup=8)
     a, b = tmp_path / "a", tmp_path / "b"
     training.train_generator(recipe, a, with_revisions=False)
     training.train_generator(recipe, b, with_revisions=False)

@@ -9,6 +9,7 @@ vLLM CPU server) on training questions to build revise examples from its own mis
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -66,9 +67,14 @@ class GeneratorRecipe:
     on_policy_context: float = 0.5
     # Revise examples added to every solve-phase step, their contexts built from the question's own
     # correct solution and slipped copies of it (see ``copy_revise_example``): a reviser must first
-    # learn to read its attempts, and only from the start, while it cannot yet compute the answer,
-    # is copying worth enough to the loss for that to form.
+    # learn to read its attempts, and copying is worth most to the loss while the model cannot yet
+    # compute the answer. Off in the shipped recipe: what it did is in generator-small's card.
     early_revise: int = 0
+    # The first solve-phase steps whose revise examples show the correct solution as their only
+    # attempt: copying is then their whole loss, and only so did a copy circuit form (pure copy
+    # examples from scratch: dev NLL with the solution as attempt 120 -> 18 nats between steps 150
+    # and 250; with half the attempts slipped it never formed in 1,500 steps).
+    copy_warmup: int = 0
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -280,8 +286,11 @@ def slipped_solution(problem: task.Problem, rng: random.Random) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def copy_revise_example(problem: task.Problem, rng: random.Random) -> Example:
-    """1..4 attempts, each the correct solution or a slipped one (even odds); target: correct."""
+def copy_revise_example(problem: task.Problem, rng: random.Random, pure: bool = False) -> Example:
+    """1..4 attempts, each the correct solution or a slipped one (even odds); target: correct.
+    ``pure``: the correct solution as the only attempt."""
+    if pure:
+        return Example(task.revise_prompt(problem, [problem.solution()]), problem.solution())
     attempts = [problem.solution() if rng.random() < 0.5 else slipped_solution(problem, rng)
                 for _ in range(rng.randint(1, task.MAX_REVISION_CONTEXT))]
     return Example(task.revise_prompt(problem, attempts), problem.solution())
@@ -311,10 +320,11 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     copy_stream, copy_rng = task.training_problems(recipe.seed + 1), random.Random(recipe.seed + 1)
 
     def solve_batches() -> Iterator[list[list[Example]]]:
-        while True:
+        for step in itertools.count():
             batch = [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
             if recipe.early_revise:
-                batch.append([copy_revise_example(next(copy_stream), copy_rng)
+                pure = step < recipe.copy_warmup
+                batch.append([copy_revise_example(next(copy_stream), copy_rng, pure)
                               for _ in range(recipe.early_revise)])
             yield batch
 
@@ -363,7 +373,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
 
 
 _SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "bf16_autocast", "threads",
-                 "early_revise")
+                 "early_revise", "copy_warmup")
 
 
 def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:
