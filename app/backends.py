@@ -62,7 +62,9 @@ def engines(settings: Settings, pairs: Sequence[Pair],
             policy: Policy | None = None, difficulty: DifficultyPredictor | None = None) -> list[Engine]:
     costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
                        verifier=FlopsModel.from_model_dir(settings.prm_dir))
-    return [Engine(g, v, costs, policy=policy, difficulty=difficulty) for g, v in pairs]
+    revision = settings.revision_format()
+    return [Engine(g, v, costs, policy=policy, difficulty=difficulty, revision=revision)
+            for g, v in pairs]
 
 
 def _config(settings: Settings, url: str, name: str) -> HttpBackendConfig:

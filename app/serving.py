@@ -88,9 +88,7 @@ def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletio
         top_p=1.0 if body.top_p is None else body.top_p,
         max_tokens=body.max_tokens or settings.default_max_tokens,
         seed=body.seed, step_delimiter=settings.step_delimiter,
-        max_samples_per_call=settings.max_samples_per_call,
-        revision_attempt_prefix=settings.revision_attempt_prefix,
-        revision_suffix=settings.revision_suffix)
+        max_samples_per_call=settings.max_samples_per_call)
     return EngineRequest(prompt=prompt, flops_budget=budget, strategy=body.strategy,
                          strategy_params=body.strategy_params, sampling=sampling,
                          deadline_s=settings.request_timeout_s)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.revision_format import RevisionFormat, check_template
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
 EMBEDDED_POLICY = EMBEDDED_DIR.parent / "policy.json"
@@ -31,8 +33,11 @@ class Settings(BaseSettings):
     max_model_len: int = Field(640, ge=16, le=1_048_576)
     prm_step_tag: str = "<step>"
     step_delimiter: str = "\n"
-    revision_attempt_prefix: str = "attempt:\n"  # the generator's revise prompt form
-    revision_suffix: str = "revision:\n"
+    # The generator's revise prompt layout (models/revision_format.py); unset: the generator
+    # checkpoint's own, from its tokenizer_config.json, else question first.
+    revision_template: str | None = Field(
+        None, description="revise prompt with {prompt} and {attempts}, e.g. '{prompt}{attempts}revision:\\n'")
+    revision_attempt_prefix: str | None = Field(None, description="written before each attempt")
     backend_timeout_s: float = Field(120.0, gt=0, le=3600)
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
@@ -51,3 +56,15 @@ class Settings(BaseSettings):
     max_samples_per_call: int = Field(256, ge=1, le=4096)
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")
+
+    @field_validator("revision_template")
+    @classmethod
+    def _revision_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value)
+
+    def revision_format(self) -> RevisionFormat:
+        """The revise prompt layout: what is set here over the generator checkpoint's own."""
+        own = RevisionFormat.from_model_dir(self.generator_dir) or RevisionFormat()
+        return RevisionFormat(
+            self.revision_template or own.template,
+            own.attempt_prefix if self.revision_attempt_prefix is None else self.revision_attempt_prefix)

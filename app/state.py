@@ -49,7 +49,8 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
         costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
                            verifier=FlopsModel.from_model_dir(settings.prm_dir))
         policy, difficulty = load_policy(settings)
-        engine = Engine(generator, verifier, costs, policy=policy, difficulty=difficulty)
+        engine = Engine(generator, verifier, costs, policy=policy, difficulty=difficulty,
+                        revision=settings.revision_format())
         yield ServiceState(settings=settings, metrics=metrics, generator=generator,
                            verifier=verifier, engine=engine,
                            chat_template=ChatTemplate.from_model_dir(settings.generator_dir))

@@ -31,6 +31,7 @@ from bench.backends import embedded_backends
 from models.embedded import task
 from models.launcher import ServerSpec, VllmServer, start_all
 from models.protocols import GenerationRequest
+from models.revision_format import RevisionFormat
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
 from router.selection import Scored, majority, weighted_best_of_n
 
@@ -70,7 +71,7 @@ def auroc(positive: list[float], negative: list[float]) -> float:
 
 
 async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, problems: list[task.Problem],
-                         samples: int, chains: int) -> dict[str, Any]:
+                         samples: int, chains: int, layout: RevisionFormat) -> dict[str, Any]:
     prompts = [task.solve_prompt(p) for p in problems]
     drawn = await sample(generator, prompts, samples, 0.8, seed=11, desc="generator samples")
     flat_prompts = [p for p, row in zip(prompts, drawn, strict=True) for _ in row]
@@ -95,7 +96,7 @@ async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, probl
         stats["prm_last_correct"].extend(sc for ok, sc in zip(correct, row_scores, strict=True) if ok)
         stats["prm_last_wrong"].extend(sc for ok, sc in zip(correct, row_scores, strict=True) if not ok)
 
-    revisions = await evaluate_revisions(generator, problems, chains)
+    revisions = await evaluate_revisions(generator, problems, chains, layout)
     levels = {}
     for level, stats in sorted(per_level.items()):
         levels[str(level)] = {
@@ -112,12 +113,12 @@ async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, probl
 
 
 async def evaluate_revisions(generator: VllmGenerator, problems: list[task.Problem], chains: int,
-                             length: int = 4) -> dict[int, list[float]]:
+                             layout: RevisionFormat, length: int = 4) -> dict[int, list[float]]:
     """``chains`` sequential chains per question: attempt k sees the chain's previous attempts."""
     history: list[list[str]] = [[] for _ in range(len(problems) * chains)]
     owners = [p for p in problems for _ in range(chains)]
     for step in range(length):
-        prompts = [task.revise_prompt(p, h) if step else task.solve_prompt(p)
+        prompts = [task.revise_prompt(p, h, layout) if step else task.solve_prompt(p)
                    for p, h in zip(owners, history, strict=True)]
         outs = await sample(generator, prompts, 1, 0.8, seed=101 + step * 7919,
                             desc=f"revision {step + 1}")
@@ -153,7 +154,7 @@ async def run(samples: int, chains: int, small: bool, include_large: bool,
     if small:
         async with embedded_backends() as backends:
             report["small"] = await evaluate_small(backends.generator, backends.verifier, problems,
-                                                   samples, chains)
+                                                   samples, chains, backends.settings.revision_format())
     if include_large and (large_dir / "config.json").exists():
         server = VllmServer(ServerSpec(large_dir, "large", max_model_len=640, cpu_bind="0-1"))
         try:

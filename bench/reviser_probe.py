@@ -28,6 +28,7 @@ from transformers import LlamaForCausalLM
 from bench.eval_models import evaluate_revisions, sample
 from models.embedded import task, training
 from models.launcher import ServerSpec, VllmServer, start_all
+from models.revision_format import RevisionFormat
 from models.vllm_http import HttpBackendConfig, VllmGenerator
 
 LEVELS = (2, 3, 4)
@@ -43,7 +44,8 @@ def _nll(model: LlamaForCausalLM, examples: list[training.Example]) -> float:
     return float((-(picked * (labels != -100)).sum(1)).mean())
 
 
-def copy_probe(model_dir: Path, problems: list[task.Problem]) -> dict[str, dict[str, float]]:
+def copy_probe(model_dir: Path, problems: list[task.Problem],
+               layout: RevisionFormat) -> dict[str, dict[str, float]]:
     model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()  # type: ignore[no-untyped-call]
     rng = random.Random(3)
@@ -52,10 +54,12 @@ def copy_probe(model_dir: Path, problems: list[task.Problem]) -> dict[str, dict[
         group = [p for p in problems if p.level == level][:24]
         contexts = {
             "fresh": [task.solve_prompt(p) for p in group],
-            "correct_attempt": [task.revise_prompt(p, [p.solution()]) for p in group],
-            "slipped_attempt": [task.revise_prompt(p, [training.slipped_solution(p, rng)]) for p in group],
+            "correct_attempt": [task.revise_prompt(p, [p.solution()], layout) for p in group],
+            "slipped_attempt": [task.revise_prompt(p, [training.slipped_solution(p, rng)], layout)
+                                for p in group],
             "two_correct_one_slipped": [task.revise_prompt(
-                p, [p.solution(), training.slipped_solution(p, rng), p.solution()]) for p in group],
+                p, [p.solution(), training.slipped_solution(p, rng), p.solution()], layout)
+                for p in group],
         }
         out[str(level)] = {name: _nll(model, [training.Example(c, p.solution())
                                               for c, p in zip(prompts, group, strict=True)])
@@ -63,20 +67,20 @@ def copy_probe(model_dir: Path, problems: list[task.Problem]) -> dict[str, dict[
     return out
 
 
-async def chains_and_one_revision(model_dir: Path, problems: list[task.Problem],
-                                  chains: int) -> dict[str, Any]:
+async def chains_and_one_revision(model_dir: Path, problems: list[task.Problem], chains: int,
+                                  layout: RevisionFormat) -> dict[str, Any]:
     server = VllmServer(ServerSpec(model_dir, "probe", max_model_len=training.MAX_LEN, cpu_bind="0-1"))
     try:
         await start_all([server], 300)
         generator = VllmGenerator(HttpBackendConfig(server.base_url, "probe", training.MAX_LEN,
                                                     timeout_s=900))
         try:
-            by_attempt = await evaluate_revisions(generator, problems, chains)
+            by_attempt = await evaluate_revisions(generator, problems, chains, layout)
             firsts = await sample(generator, [task.solve_prompt(p) for p in problems], 4, 0.8, 77,
                                   "first attempts")
             pairs = [(p, a) for p, row in zip(problems, firsts, strict=True) for a in row]
-            revised = await sample(generator, [task.revise_prompt(p, [a]) for p, a in pairs], 1, 0.8,
-                                   99, "one revision")
+            revised = await sample(generator, [task.revise_prompt(p, [a], layout) for p, a in pairs],
+                                   1, 0.8, 99, "one revision")
         finally:
             await generator.aclose()
     finally:
@@ -98,9 +102,11 @@ def main(model_dir: Path, per_level: int = typer.Option(40, min=1, max=120),
          chains: int = typer.Option(4, min=1, max=16), out: Path | None = None) -> None:
     dev = task.held_out_split("dev")
     problems = [p for level in LEVELS for p in [q for q in dev if q.level == level][:per_level]]
+    layout = RevisionFormat.from_model_dir(model_dir) or task.QUESTION_FIRST
     report = {"model_dir": str(model_dir), "split": "dev", "questions_per_level": per_level,
-              "chains": chains, "copy_probe_nll": copy_probe(model_dir, problems),
-              **asyncio.run(chains_and_one_revision(model_dir, problems, chains))}
+              "chains": chains, "revision_template": layout.template,
+              "copy_probe_nll": copy_probe(model_dir, problems, layout),
+              **asyncio.run(chains_and_one_revision(model_dir, problems, chains, layout))}
     text = json.dumps(report, indent=1)
     if out is not None:
         out.write_text(text + "\n")

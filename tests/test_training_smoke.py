@@ -7,6 +7,7 @@ from pathlib import Path
 
 from models.cost import FlopsModel
 from models.embedded import prm_training, task, training
+from models.revision_format import RevisionFormat
 
 
 def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> None:
@@ -17,6 +18,8 @@ def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> No
                  "training.json"):
         assert (generator_dir / name).exists(), name
     assert json.loads((generator_dir / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    # the checkpoint names the revise layout it was trained on, for the service to use
+    assert RevisionFormat.from_model_dir(generator_dir) == task.ATTEMPTS_FIRST
 
     prm_report = prm_training.train_prm(prm_training.SMOKE_PRM, generator_dir, generator_dir, prm_dir)
     config = json.loads((prm_dir / "config.json").read_text())
@@ -102,9 +105,10 @@ def test_pure_copy_examples_show_the_solution_as_their_only_attempt() -> None:
     stream, rng = task.training_problems(7), random.Random(7)
     for _ in range(20):
         problem = next(stream)
-        example = training.copy_revise_example(problem, rng, pure=True)
-        assert example.prompt == task.revise_prompt(problem, [problem.solution()])
-        assert example.target == problem.solution()
+        for layout in task.REVISION_LAYOUTS.values():
+            example = training.copy_revise_example(problem, rng, pure=True, layout=layout)
+            assert example.prompt == task.revise_prompt(problem, [problem.solution()], layout)
+            assert example.target == problem.solution()
 
 
 def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> None:

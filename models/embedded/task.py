@@ -7,7 +7,8 @@ five named levels span "always right" to "almost never right" for the shipped sm
 
 Prompt forms (shared by training, the service and the evaluation, so they live here):
 - solve:   ``question: 37+5-12\\n``                       -> steps + ``answer: N\\n``
-- revise:  ``question: 37+5-12\\nattempt:\\n<sol>...revision:\\n`` -> a new solution
+- revise:  the solve prompt and up to 4 earlier attempts (``attempt:\\n<sol>``), laid out as the
+           generator was trained (``REVISION_LAYOUTS``; the checkpoint names its own) -> a new solution
 - PRM:     the solve prompt followed by each step, each step ending with the step tag.
 """
 
@@ -19,10 +20,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from models.protocols import prm_text
+from models.revision_format import RevisionFormat
 
 STEP_TAG = "<step>"
 ANSWER_PREFIX = "answer: "
 MAX_REVISION_CONTEXT = 4  # attempts kept in a revise prompt (the paper keeps the 4 most recent)
+# Revise prompt layouts. Question first (``question: ..\\nattempt:\\n..revision:\\n``) is the
+# shipped generator-small's. Attempts first ends in the solve prompt itself, so that a revision
+# starts from the context a fresh solution does: trained so, a reviser that cannot use an attempt
+# solves afresh instead of solving worse (the model card has the measurements).
+QUESTION_FIRST = RevisionFormat("{prompt}{attempts}revision:\n")
+ATTEMPTS_FIRST = RevisionFormat("{attempts}{prompt}")
+REVISION_LAYOUTS = {"question_first": QUESTION_FIRST, "attempts_first": ATTEMPTS_FIRST}
 
 Setting = tuple[tuple[int, int], tuple[int, int]]  # (ops range, operand digits range)
 
@@ -120,13 +129,11 @@ def solve_prompt(problem: Problem) -> str:
     return f"question: {problem.expression}\n"
 
 
-def revise_prompt(problem: Problem, attempts: Sequence[str]) -> str:
-    """The question, then the most recent (up to 4) earlier attempts, then ``revision:``."""
-    parts = [f"question: {problem.expression}\n"]
-    for attempt in list(attempts)[-MAX_REVISION_CONTEXT:]:
-        parts.append("attempt:\n" + normalize_solution(attempt))
-    parts.append("revision:\n")
-    return "".join(parts)
+def revise_prompt(problem: Problem, attempts: Sequence[str],
+                  layout: RevisionFormat = QUESTION_FIRST) -> str:
+    """The solve prompt and the most recent (up to 4) earlier attempts, in ``layout``."""
+    return layout.render(solve_prompt(problem),
+                         [split_steps(a) for a in list(attempts)[-MAX_REVISION_CONTEXT:]])
 
 
 def normalize_solution(text: str) -> str:

@@ -43,8 +43,9 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def save_tokenizer(directory: Path) -> None:
-    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into ``directory``."""
+def save_tokenizer(directory: Path, extra_config: dict[str, str] | None = None) -> None:
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into ``directory``;
+    ``extra_config``: more tokenizer_config.json keys (a generator's revise layout)."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     tokenizer.save(str(directory / "tokenizer.json"))
@@ -61,6 +62,7 @@ def save_tokenizer(directory: Path) -> None:
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
     }
+    config.update(extra_config or {})
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "unk_token": UNK,
                "additional_special_tokens": [STEP_TAG]}

@@ -28,6 +28,7 @@ from models.embedded import task
 from models.embedded.tokenizer import BOS, EOS, PAD, build_tokenizer, save_tokenizer, token_ids
 from models.launcher import ServerSpec, running
 from models.protocols import GenerationRequest
+from models.revision_format import RevisionFormat
 from models.vllm_http import HttpBackendConfig, VllmGenerator
 
 MAX_LEN = 640
@@ -75,6 +76,17 @@ class GeneratorRecipe:
     # examples from scratch: dev NLL with the solution as attempt 120 -> 18 nats between steps 150
     # and 250; with half the attempts slipped it never formed in 1,500 steps).
     copy_warmup: int = 0
+    # How revise prompts show the attempts (``task.REVISION_LAYOUTS``); the checkpoint records it.
+    revision_layout: str = "question_first"
+    # The first revise-phase steps whose revise examples are pure copies (the correct solution as
+    # the only attempt), and how many pure copies each later step keeps, so that the copy formed
+    # there is not trained away by contexts whose attempts are wrong.
+    revise_copy_warmup: int = 0
+    revise_pure: int = 0
+    # Revise examples per revise-phase step whose attempts are independent witnesses: each the
+    # correct solution (odds ``witness_right``) or a slipped copy of it (``copy_revise_example``).
+    revise_witnesses: int = 0
+    witness_right: float = 0.6
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -82,10 +94,18 @@ class GeneratorRecipe:
 
 
 SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10, batch_size=16,
-                                  revise_questions=20, revise_samples=2)
+                                  revise_questions=20, revise_samples=2,
+                                  revision_layout="attempts_first", revise_copy_warmup=3, revise_pure=2,
+                                  revise_witnesses=2)
 # The larger sibling: the same data stream and steps as the small one's solve phase, at a lower
 # learning rate (wider model) and in bf16 autocast (~2.2 s a step on 2 cores instead of ~5.5 s).
 LARGE_GENERATOR = GeneratorRecipe(size="large", revise_steps=0, lr=1e-3, bf16_autocast=True)
+# The next generator-small, measured on dev but not yet shipped (its card, known limits): revise
+# prompts with the attempts first, a pure-copy warm-up, then on-policy contexts only. Shipping it
+# means re-labelling the PRM with it and re-fitting the policy.
+SMALL_ATTEMPTS_FIRST = GeneratorRecipe(revision_layout="attempts_first", revise_copy_warmup=200,
+                                       revise_pure=4, on_policy_context=1.0, revise_contexts=4,
+                                       revise_steps=600)
 GENERATOR_RECIPES = {"small": GeneratorRecipe(), "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
 
 @dataclass
@@ -187,7 +207,7 @@ def _seed_everything(seed: int, threads: int) -> None:
 
 
 def save_checkpoint(model: nn.Module, config: LlamaConfig | Qwen2Config, out_dir: Path,
-                    dtype: torch.dtype = torch.bfloat16) -> None:
+                    dtype: torch.dtype = torch.bfloat16, revision: RevisionFormat | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()
              if k != "lm_head.weight" or not config.tie_word_embeddings}
@@ -195,7 +215,7 @@ def save_checkpoint(model: nn.Module, config: LlamaConfig | Qwen2Config, out_dir
     config_dict = config.to_dict()
     config_dict["torch_dtype"] = "bfloat16" if dtype == torch.bfloat16 else "float32"
     (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
-    save_tokenizer(out_dir)
+    save_tokenizer(out_dir, revision.to_tokenizer_config() if revision else None)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -239,8 +259,8 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
-                          rng: random.Random, on_policy_context: float,
-                          contexts: int = 1) -> list[Example]:
+                          rng: random.Random, on_policy_context: float, contexts: int = 1,
+                          layout: RevisionFormat = task.QUESTION_FIRST) -> list[Example]:
     """Revise examples from the model's own samples; the target is always the correct solution.
 
     Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
@@ -267,7 +287,7 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
                 closest = min(chosen, key=lambda a: edit_distance(a, correct))
                 chosen.remove(closest)
                 chosen.append(closest)
-        examples.append(Example(task.revise_prompt(problem, chosen), correct))
+        examples.append(Example(task.revise_prompt(problem, chosen, layout), correct))
     return examples
 
 
@@ -286,14 +306,15 @@ def slipped_solution(problem: task.Problem, rng: random.Random) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def copy_revise_example(problem: task.Problem, rng: random.Random, pure: bool = False) -> Example:
-    """1..4 attempts, each the correct solution or a slipped one (even odds); target: correct.
+def copy_revise_example(problem: task.Problem, rng: random.Random, pure: bool = False,
+                        layout: RevisionFormat = task.QUESTION_FIRST, right: float = 0.5) -> Example:
+    """1..4 attempts, each the correct solution (odds ``right``) or a slipped one; target: correct.
     ``pure``: the correct solution as the only attempt."""
     if pure:
-        return Example(task.revise_prompt(problem, [problem.solution()]), problem.solution())
-    attempts = [problem.solution() if rng.random() < 0.5 else slipped_solution(problem, rng)
+        return Example(task.revise_prompt(problem, [problem.solution()], layout), problem.solution())
+    attempts = [problem.solution() if rng.random() < right else slipped_solution(problem, rng)
                 for _ in range(rng.randint(1, task.MAX_REVISION_CONTEXT))]
-    return Example(task.revise_prompt(problem, attempts), problem.solution())
+    return Example(task.revise_prompt(problem, attempts, layout), problem.solution())
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -315,6 +336,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     report = TrainReport(parameters=count_parameters(model))
     rng = random.Random(recipe.seed)
     stream = task.training_problems(recipe.seed)
+    layout = task.REVISION_LAYOUTS[recipe.revision_layout]
 
     # Its own streams, so that the solve examples are the same with or without it.
     copy_stream, copy_rng = task.training_problems(recipe.seed + 1), random.Random(recipe.seed + 1)
@@ -324,7 +346,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
             batch = [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
             if recipe.early_revise:
                 pure = step < recipe.copy_warmup
-                batch.append([copy_revise_example(next(copy_stream), copy_rng, pure)
+                batch.append([copy_revise_example(next(copy_stream), copy_rng, pure, layout)
                               for _ in range(recipe.early_revise)])
             yield batch
 
@@ -340,7 +362,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
                   recipe.bf16_autocast)
         report.phases["solve_s"] = time.time() - started
         # Kept on disk (fp32) so that a failure in a later phase does not cost the solve phase.
-        save_checkpoint(model, config, solve_dir, dtype=torch.float32)
+        save_checkpoint(model, config, solve_dir, dtype=torch.float32, revision=layout)
         (solve_dir / "phase.json").write_text(json.dumps({
             "recipe": asdict(recipe), "tokens": report.tokens, "seconds": report.phases["solve_s"]}))
 
@@ -350,14 +372,27 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
         revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context,
-                                       recipe.revise_contexts)
+                                       recipe.revise_contexts, layout)
         report.phases["revise_sampling_s"] = time.time() - phase
 
+        # Its own streams again: a resumed run has not drawn the solve phase's.
+        pure_stream, pure_rng = task.training_problems(recipe.seed + 2), random.Random(recipe.seed + 2)
+
         def mixed_batches() -> Iterator[list[list[Example]]]:
-            while True:
-                half = recipe.batch_size // 2
-                yield [rng.sample(revise, min(half, len(revise))),
-                       [solve_example(next(stream)) for _ in range(recipe.batch_size - half)]]
+            half = recipe.batch_size // 2
+            for step in itertools.count():
+                solve = [solve_example(next(stream)) for _ in range(recipe.batch_size - half)]
+                if step < recipe.revise_copy_warmup:
+                    yield [[copy_revise_example(next(pure_stream), pure_rng, True, layout)
+                            for _ in range(half)], solve]
+                    continue
+                pure = min(recipe.revise_pure, half)
+                witnesses = min(recipe.revise_witnesses, half - pure)
+                yield [rng.sample(revise, min(half - pure - witnesses, len(revise)))
+                       + [copy_revise_example(next(pure_stream), pure_rng, True, layout)
+                          for _ in range(pure)]
+                       + [copy_revise_example(next(pure_stream), pure_rng, False, layout,
+                                              recipe.witness_right) for _ in range(witnesses)], solve]
 
         phase = time.time()
         _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
@@ -365,7 +400,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         report.phases["revise_training_s"] = time.time() - phase
 
     report.seconds = sum(report.phases.values())
-    save_checkpoint(model, config, out_dir)
+    save_checkpoint(model, config, out_dir, revision=layout)
     _write_report(out_dir, {"recipe": asdict(recipe), "report": asdict(report)})
     # The solve phase stays on disk (gitignored): changing only the revise phase of the recipe then
     # re-trains just that phase, bit-identical to a full run.
@@ -373,7 +408,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
 
 
 _SOLVE_FIELDS = ("size", "seed", "solve_steps", "batch_size", "lr", "bf16_autocast", "threads",
-                 "early_revise", "copy_warmup")
+                 "early_revise", "copy_warmup", "revision_layout")
 
 
 def _same_recipe(solve_dir: Path, recipe: GeneratorRecipe) -> bool:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from models.revision_format import RevisionFormat
 from router.budget import Meter
 from router.selection import Aggregation
 
@@ -21,9 +22,6 @@ class SamplingConfig:
     step_delimiter: str = "\n"
     max_samples_per_call: int = 256
     max_waves: int = 6  # sampling rounds used to spend what the first, worst-case-sized one left
-    # The generator's revise prompt: prompt + (prefix + attempt)* + suffix (see models/embedded/task.py)
-    revision_attempt_prefix: str = "attempt:\n"
-    revision_suffix: str = "revision:\n"
 
 
 @dataclass
@@ -50,6 +48,8 @@ class StrategyContext:
     meter: Meter
     sampling: SamplingConfig
     reuse: list[Candidate] = field(default_factory=list)  # samples already paid for (difficulty)
+    # how the generator was trained to see its earlier attempts
+    revision: RevisionFormat = field(default_factory=RevisionFormat)
 
 
 @dataclass

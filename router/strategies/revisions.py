@@ -29,13 +29,10 @@ class RevisionParams(StrategyParams):
 
 
 def revise_prompt(ctx: StrategyContext, attempts: Sequence[Candidate]) -> str:
-    """The question, the chain's last attempts, then the cue for a new attempt."""
-    fmt = ctx.sampling
+    """The chain's last attempts shown with the question, in the generator's own layout."""
     if not attempts:
         return ctx.prompt
-    shown = "".join(fmt.revision_attempt_prefix + "".join(s + "\n" for s in a.steps)
-                    for a in attempts[-CONTEXT_ATTEMPTS:])
-    return ctx.prompt + shown + fmt.revision_suffix
+    return ctx.revision.render(ctx.prompt, [a.steps for a in attempts[-CONTEXT_ATTEMPTS:]])
 
 
 def split(n: int, ratio: float) -> tuple[int, int]:
