@@ -55,7 +55,7 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
 
 @train_cli.command("generator")
 def train_generator(
-    size: Annotated[str, typer.Option(help="small | large | smoke")] = "small",
+    size: Annotated[str, typer.Option(help="small | small-attempts-first | large | smoke")] = "small",
     out: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,
     seed: int = 0,
     revisions: Annotated[bool, typer.Option(help="train the revise prompt form too")] = True,

@@ -1,5 +1,6 @@
-"""Does a generator's revise form read its attempts, and do its revisions help? On the dev split, for
-one checkpoint (a candidate recipe's, before it is shipped):
+"""Does a generator's revise form read its attempts, and do its revisions help? On the dev split (the
+test split with ``--split test``, for a final measurement only), for one checkpoint (a candidate
+recipe's, before it is shipped):
 
 - copy probe (torch, no server): negative log-likelihood, nats per solution, of the correct solution
   fresh (solve form), with it as the only attempt, with a slipped copy of it as the attempt, and with
@@ -8,7 +9,7 @@ one checkpoint (a candidate recipe's, before it is shipped):
 - one revision of each of 4 first attempts: how often a right attempt stays right, a wrong one is
   fixed, and the attempt is copied verbatim.
 
-Usage: ``python -m bench.reviser_probe DIR [--per-level 40] [--chains 4] [--out FILE]``.
+Usage: ``python -m bench.reviser_probe DIR [--per-level 40] [--chains 4] [--split dev] [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -99,11 +100,14 @@ async def chains_and_one_revision(model_dir: Path, problems: list[task.Problem],
 
 
 def main(model_dir: Path, per_level: int = typer.Option(40, min=1, max=120),
-         chains: int = typer.Option(4, min=1, max=16), out: Path | None = None) -> None:
-    dev = task.held_out_split("dev")
-    problems = [p for level in LEVELS for p in [q for q in dev if q.level == level][:per_level]]
+         chains: int = typer.Option(4, min=1, max=16), out: Path | None = None,
+         split: str = typer.Option("dev", help="dev, or test for a final measurement only")) -> None:
+    if split not in ("dev", "test"):
+        raise typer.BadParameter("dev or test", param_hint="--split")
+    held_out = task.held_out_split(split)
+    problems = [p for level in LEVELS for p in [q for q in held_out if q.level == level][:per_level]]
     layout = RevisionFormat.from_model_dir(model_dir) or task.QUESTION_FIRST
-    report = {"model_dir": str(model_dir), "split": "dev", "questions_per_level": per_level,
+    report = {"model_dir": str(model_dir), "split": split, "questions_per_level": per_level,
               "chains": chains, "revision_template": layout.template,
               "copy_probe_nll": copy_probe(model_dir, problems, layout),
               **asyncio.run(chains_and_one_revision(model_dir, problems, chains, layout))}

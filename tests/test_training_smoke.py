@@ -68,6 +68,35 @@ def test_several_revise_contexts_per_question_are_drawn_afresh() -> None:
     assert len({ex.prompt for ex in many}) > 1 and all(ex.target == problem.solution() for ex in many)
 
 
+def test_majority_right_filter_keeps_only_questions_whose_plurality_answer_is_right() -> None:
+    import random
+
+    right, wrong = task.Problem((10, 5), ("+",), level=1), task.Problem((20, 5), ("+",), level=1)
+    samples = [["10+5=15\nanswer: 15\n", "10+5=15\nanswer: 15\n", "10+5=16\nanswer: 16\n"],
+               ["20+5=26\nanswer: 26\n", "20+5=26\nanswer: 26\n", "20+5=25\nanswer: 25\n"]]
+    kept = training.build_revise_examples([right, wrong], samples, random.Random(0), on_policy_context=1.0,
+                                          contexts=3, target="correct_where_plurality_right")
+    assert len(kept) == 3 and all(ex.target == right.solution() for ex in kept)
+    everything = training.build_revise_examples([right, wrong], samples, random.Random(0),
+                                                on_policy_context=1.0, contexts=3)
+    assert len(everything) == 6
+    # a tie for the plurality keeps nothing; unparsable samples do not vote
+    assert not training.plurality_right(right, ["answer: 15\n", "answer: 16\n", "no answer"])
+    assert training.plurality_right(right, ["answer: 15\n", "answer: 15\n", "answer: 16\n", "junk"])
+
+
+def test_plurality_targets_follow_the_samples_consensus_right_or_wrong() -> None:
+    import random
+
+    right, wrong = task.Problem((10, 5), ("+",), level=1), task.Problem((20, 5), ("+",), level=1)
+    samples = [["10+5=15\nanswer: 15\n", "10+5=15\nanswer: 15\n", "10+5=16\nanswer: 16\n"],
+               ["20+5=26\nanswer: 26\n", "20+5=26\nanswer: 26\n", "20+5=25\nanswer: 25\n"],
+               ["20+5=24\nanswer: 24\n", "20+5=25\nanswer: 25\n"]]  # a tie: no example
+    examples = training.build_revise_examples([right, wrong, wrong], samples, random.Random(0),
+                                              on_policy_context=1.0, target="plurality")
+    assert [ex.target for ex in examples] == [right.solution(), "20+5=26\nanswer: 26\n"]
+
+
 def test_slipped_solution_has_one_wrong_step_and_carries_on_from_it() -> None:
     import random
     import re

@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class GeneratorRecipe:
     # correct solution (odds ``witness_right``) or a slipped copy of it (``copy_revise_example``).
     revise_witnesses: int = 0
     witness_right: float = 0.6
+    # What a revise example's target is (``REVISE_TARGETS``, see ``build_revise_examples``).
+    revise_target: str = "correct"
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -100,13 +103,16 @@ SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10,
 # The larger sibling: the same data stream and steps as the small one's solve phase, at a lower
 # learning rate (wider model) and in bf16 autocast (~2.2 s a step on 2 cores instead of ~5.5 s).
 LARGE_GENERATOR = GeneratorRecipe(size="large", revise_steps=0, lr=1e-3, bf16_autocast=True)
-# The next generator-small, measured on dev but not yet shipped (its card, known limits): revise
-# prompts with the attempts first, a pure-copy warm-up, then on-policy contexts only. Shipping it
-# means re-labelling the PRM with it and re-fitting the policy.
+# A candidate generator-small (its card, known limits): revise prompts with the attempts first (a
+# revision starts from a fresh solution's own context), a pure-copy warm-up, then on-policy contexts,
+# 4 pure copies a step. Its chains stay flat where the shipped one's fall.
 SMALL_ATTEMPTS_FIRST = GeneratorRecipe(revision_layout="attempts_first", revise_copy_warmup=200,
                                        revise_pure=4, on_policy_context=1.0, revise_contexts=4,
                                        revise_steps=600)
-GENERATOR_RECIPES = {"small": GeneratorRecipe(), "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
+# The shipped generator-small.
+SMALL_QUESTION_FIRST = GeneratorRecipe()
+GENERATOR_RECIPES = {"small": SMALL_QUESTION_FIRST, "small-attempts-first": SMALL_ATTEMPTS_FIRST,
+                     "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
 
 @dataclass
 class TrainReport:
@@ -258,10 +264,37 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 # ---------------------------------------------------------------- generator recipe
 
 
+def plurality_answer(attempts: Sequence[str]) -> int | None:
+    """The answer most of ``attempts`` give (None on a tie or where none parses)."""
+    answers = Counter(a for a in map(task.extract_answer, attempts) if a is not None).most_common(2)
+    if not answers or (len(answers) == 2 and answers[0][1] == answers[1][1]):
+        return None
+    return answers[0][0]
+
+
+def plurality_right(problem: task.Problem, attempts: Sequence[str]) -> bool:
+    return plurality_answer(attempts) == problem.answer
+
+
+def plurality_target(problem: task.Problem, attempts: Sequence[str]) -> str | None:
+    """The solution that gives the plurality answer of ``attempts``: the correct one where that answer
+    is right, else the first attempt that gives it; None where there is no plurality."""
+    answer = plurality_answer(attempts)
+    if answer is None:
+        return None
+    if answer == problem.answer:
+        return problem.solution()
+    return next(task.normalize_solution(a) for a in attempts if task.extract_answer(a) == answer)
+
+
+REVISE_TARGETS = ("correct", "correct_where_plurality_right", "plurality")
+
+
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
                           rng: random.Random, on_policy_context: float, contexts: int = 1,
-                          layout: RevisionFormat = task.QUESTION_FIRST) -> list[Example]:
-    """Revise examples from the model's own samples; the target is always the correct solution.
+                          layout: RevisionFormat = task.QUESTION_FIRST,
+                          target: str = "correct") -> list[Example]:
+    """Revise examples from the model's own samples; by default the target is the correct solution.
 
     Snell et al. §6 put only wrong attempts in the context: k in 0..4 of them, the last one the
     closest to the correct solution by edit distance. Trained on that alone, our reviser learned that
@@ -270,11 +303,27 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     1..4 of the model's attempts as they were drawn, right or wrong, which is what a revision chain
     shows it at inference: where the context holds a correct attempt the target keeps it. (We know
     every correct solution exactly, so questions the model never solved give examples too.)
-    Each question gives ``contexts`` examples, each drawn afresh."""
+    Each question gives ``contexts`` examples, each drawn afresh.
+
+    Trained so, the reviser's best guess is the solve form's own (its attempts are draws from what it
+    already believes) and chains stay flat. Other ``target``s:
+
+    - ``correct_where_plurality_right``: only the questions whose samples' plurality answer is right;
+    - ``plurality``: the solution of the samples' plurality answer, right or wrong (self-consistency
+      distillation, Huang et al. 2022, "Large Language Models Can Self-Improve"): a target the
+      attempts do say something about, so the reviser learns to follow their consensus, which is
+      right more often than one sample is (majority@N above pass@1).
+    """
+    if target not in REVISE_TARGETS:
+        raise ValueError(f"unknown revise target {target!r}")
     examples = []
     for problem, attempts in ((p, a) for p, a in zip(problems, samples, strict=True)
                               for _ in range(contexts)):
-        correct = problem.solution()
+        if target == "correct_where_plurality_right" and not plurality_right(problem, attempts):
+            continue
+        goal = plurality_target(problem, attempts) if target == "plurality" else problem.solution()
+        if goal is None:
+            continue
         if rng.random() < on_policy_context and attempts:
             k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
             chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
@@ -284,10 +333,10 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
             k = rng.randint(0, min(task.MAX_REVISION_CONTEXT, len(wrong)))
             chosen = rng.sample(wrong, k)
             if chosen:
-                closest = min(chosen, key=lambda a: edit_distance(a, correct))
+                closest = min(chosen, key=lambda a: edit_distance(a, problem.solution()))
                 chosen.remove(closest)
                 chosen.append(closest)
-        examples.append(Example(task.revise_prompt(problem, chosen, layout), correct))
+        examples.append(Example(task.revise_prompt(problem, chosen, layout), goal))
     return examples
 
 
@@ -372,7 +421,7 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         samples = sample_solutions(solve_dir, [task.solve_prompt(p) for p in revise_problems],
                                    recipe.revise_samples, seed=recipe.seed)
         revise = build_revise_examples(revise_problems, samples, rng, recipe.on_policy_context,
-                                       recipe.revise_contexts, layout)
+                                       recipe.revise_contexts, layout, recipe.revise_target)
         report.phases["revise_sampling_s"] = time.time() - phase
 
         # Its own streams again: a resumed run has not drawn the solve phase's.
