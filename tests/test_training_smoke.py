@@ -95,6 +95,20 @@ def test_plurality_targets_follow_the_samples_consensus_right_or_wrong() -> None
     examples = training.build_revise_examples([right, wrong, wrong], samples, random.Random(0),
                                               on_policy_context=1.0, target="plurality")
     assert [ex.target for ex in examples] == [right.solution(), "20+5=26\nanswer: 26\n"]
+    assert training.plurality_answer(["answer: 24\n", "junk"]) is None  # one vote is no consensus
+
+
+def test_context_plurality_targets_copy_an_agreeing_context_else_the_correct_solution() -> None:
+    import random
+
+    problem = task.Problem((20, 5), ("+",), level=1)
+    samples = [["20+5=26\nanswer: 26\n"] * 2 + ["20+5=24\nanswer: 24\n"]]
+    examples = training.build_revise_examples([problem], samples, random.Random(0), on_policy_context=1.0,
+                                              contexts=40, target="context_plurality")
+    for ex in examples:
+        agreeing = ex.prompt.count("answer: 26") >= 2
+        assert ex.target == ("20+5=26\nanswer: 26\n" if agreeing else problem.solution())
+    assert {ex.target for ex in examples} == {"20+5=26\nanswer: 26\n", problem.solution()}
 
 
 def test_slipped_solution_has_one_wrong_step_and_carries_on_from_it() -> None:

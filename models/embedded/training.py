@@ -265,9 +265,9 @@ async def _sample(base_url: str, prompts: Sequence[str], n: int, seed: int, temp
 
 
 def plurality_answer(attempts: Sequence[str]) -> int | None:
-    """The answer most of ``attempts`` give (None on a tie or where none parses)."""
+    """The answer most of ``attempts`` give, at least two of them (None on a tie)."""
     answers = Counter(a for a in map(task.extract_answer, attempts) if a is not None).most_common(2)
-    if not answers or (len(answers) == 2 and answers[0][1] == answers[1][1]):
+    if not answers or answers[0][1] < 2 or (len(answers) == 2 and answers[0][1] == answers[1][1]):
         return None
     return answers[0][0]
 
@@ -287,7 +287,7 @@ def plurality_target(problem: task.Problem, attempts: Sequence[str]) -> str | No
     return next(task.normalize_solution(a) for a in attempts if task.extract_answer(a) == answer)
 
 
-REVISE_TARGETS = ("correct", "correct_where_plurality_right", "plurality")
+REVISE_TARGETS = ("correct", "correct_where_plurality_right", "plurality", "context_plurality")
 
 
 def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Sequence[str]],
@@ -312,7 +312,9 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     - ``plurality``: the solution of the samples' plurality answer, right or wrong (self-consistency
       distillation, Huang et al. 2022, "Large Language Models Can Self-Improve"): a target the
       attempts do say something about, so the reviser learns to follow their consensus, which is
-      right more often than one sample is (majority@N above pass@1).
+      right more often than one sample is (majority@N above pass@1);
+    - ``context_plurality``: where two or more of the attempts shown agree on the most common
+      answer, that answer's solution (a majority vote in context); else the correct solution.
     """
     if target not in REVISE_TARGETS:
         raise ValueError(f"unknown revise target {target!r}")
@@ -327,6 +329,8 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
         if rng.random() < on_policy_context and attempts:
             k = rng.randint(1, min(task.MAX_REVISION_CONTEXT, len(attempts)))
             chosen = [task.normalize_solution(a) for a in rng.sample(list(attempts), k)]
+            if target == "context_plurality" and k > 1:
+                goal = plurality_target(problem, chosen) or goal
         else:
             wrong = list(dict.fromkeys(task.normalize_solution(a) for a in attempts
                                        if not task.grade(problem, a).correct))
