@@ -27,7 +27,7 @@ import typer
 from transformers import LlamaForCausalLM
 
 from bench.eval_models import evaluate_revisions, sample
-from models.embedded import task, training
+from models.embedded import examples, task, training
 from models.launcher import ServerSpec, VllmServer, start_all
 from models.revision_format import RevisionFormat
 from models.vllm_http import HttpBackendConfig, VllmGenerator
@@ -35,7 +35,7 @@ from models.vllm_http import HttpBackendConfig, VllmGenerator
 LEVELS = (2, 3, 4)
 
 
-def _nll(model: LlamaForCausalLM, examples: list[training.Example]) -> float:
+def _nll(model: LlamaForCausalLM, examples: list[examples.Example]) -> float:
     input_ids, attention, labels = training.encode(examples)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
@@ -56,13 +56,13 @@ def copy_probe(model_dir: Path, problems: list[task.Problem],
         contexts = {
             "fresh": [task.solve_prompt(p) for p in group],
             "correct_attempt": [task.revise_prompt(p, [p.solution()], layout) for p in group],
-            "slipped_attempt": [task.revise_prompt(p, [training.slipped_solution(p, rng)], layout)
+            "slipped_attempt": [task.revise_prompt(p, [examples.slipped_solution(p, rng)], layout)
                                 for p in group],
             "two_correct_one_slipped": [task.revise_prompt(
-                p, [p.solution(), training.slipped_solution(p, rng), p.solution()], layout)
+                p, [p.solution(), examples.slipped_solution(p, rng), p.solution()], layout)
                 for p in group],
         }
-        out[str(level)] = {name: _nll(model, [training.Example(c, p.solution())
+        out[str(level)] = {name: _nll(model, [examples.Example(c, p.solution())
                                               for c, p in zip(prompts, group, strict=True)])
                            for name, prompts in contexts.items()}
     return out
