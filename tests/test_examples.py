@@ -150,3 +150,19 @@ def test_occluded_copy_examples_hide_the_question_digits_and_nothing_else() -> N
         assert hidden.target == plain.target == problem.solution()
         assert hidden.prompt.endswith("".join("?" if c.isdigit() else c for c in question))
         assert hidden.prompt[:-len(question)] == plain.prompt[:-len(question)]  # the attempt as is
+
+
+def test_leading_slips_change_only_the_first_digit_of_the_slipped_result() -> None:
+    import random
+    import re
+
+    stream, rng = task.training_problems(6), random.Random(6)
+    for _ in range(200):
+        problem = next(stream)
+        right = task.split_steps(problem.solution())
+        slipped = task.split_steps(slipped_solution(problem, rng, leading=True))
+        first = next(i for i, (a, b) in enumerate(zip(right, slipped, strict=True)) if a != b)
+        true_value = int(re.split("=", right[first])[1])
+        slipped_value = int(re.split("=", slipped[first])[1])
+        place = 10 ** (len(str(abs(true_value))) - 1)
+        assert slipped_value != true_value and (slipped_value - true_value) % place == 0

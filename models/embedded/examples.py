@@ -103,15 +103,17 @@ def build_revise_examples(problems: Sequence[task.Problem], samples: Sequence[Se
     return examples
 
 
-def slipped_solution(problem: task.Problem, rng: random.Random) -> str:
-    """The solution with one step's result off in one digit, the later steps carried on from it
-    (as the model's own slips are)."""
+def slipped_solution(problem: task.Problem, rng: random.Random, leading: bool = False) -> str:
+    """The solution with one step's result off in one digit (``leading``: its first), the later steps
+    carried on from it (as the model's own slips are)."""
     slip = rng.randrange(len(problem.ops))
     value, lines = problem.operands[0], []
     for i, (op, operand) in enumerate(zip(problem.ops, problem.operands[1:], strict=True)):
         new = value + operand if op == "+" else value - operand
         if i == slip:
-            new += rng.choice((-1, 1)) * rng.randint(1, 9) * 10 ** rng.randrange(len(str(abs(new))))
+            step = rng.choice((-1, 1)) * rng.randint(1, 9)  # drawn first: same stream as before
+            digits = len(str(abs(new)))
+            new += step * 10 ** (digits - 1 if leading else rng.randrange(digits))
         lines.append(f"{value}{op}{operand}={new}")
         value = new
     lines.append(f"{task.ANSWER_PREFIX}{value}")
@@ -120,7 +122,7 @@ def slipped_solution(problem: task.Problem, rng: random.Random) -> str:
 
 def copy_revise_example(problem: task.Problem, rng: random.Random, pure: bool = False,
                         layout: RevisionFormat = task.QUESTION_FIRST, right: float = 0.5,
-                        occluded: bool = False) -> Example:
+                        occluded: bool = False, leading_slips: bool = False) -> Example:
     """1..4 attempts, each the correct solution (odds ``right``) or a slipped one; target: correct.
     ``pure``: the correct solution as the only attempt; ``occluded``: with the question's digits
     shown as ``?``, so that only the attempt tells the numbers (a model that can already solve the
@@ -131,7 +133,8 @@ def copy_revise_example(problem: task.Problem, rng: random.Random, pure: bool = 
         if occluded:
             prompt = "".join("?" if c.isdigit() else c for c in prompt)
         return Example(layout.render(prompt, [task.split_steps(solution)]), solution)
-    attempts = [problem.solution() if rng.random() < right else slipped_solution(problem, rng)
+    attempts = [problem.solution() if rng.random() < right
+                else slipped_solution(problem, rng, leading_slips)
                 for _ in range(rng.randint(1, task.MAX_REVISION_CONTEXT))]
     return Example(task.revise_prompt(problem, attempts, layout), problem.solution())
 

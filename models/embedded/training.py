@@ -88,6 +88,9 @@ class GeneratorRecipe:
     # correct solution (odds ``witness_right``) or a slipped copy of it (``copy_revise_example``).
     revise_witnesses: int = 0
     witness_right: float = 0.6
+    # Witness slips only in a result's leading digit, the one the model writes before the digits
+    # whose carries decide it (an attempt shows those digits).
+    witness_leading_slips: bool = False
     # The pure copies show the question with its digits hidden (``copy_revise_example``).
     revise_copy_occluded: bool = False
     # What a revise example's target is (``REVISE_TARGETS``, see ``build_revise_examples``).
@@ -322,7 +325,9 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
                        + [copy_revise_example(next(pure_stream), pure_rng, True, layout,
                                               occluded=occluded) for _ in range(pure)]
                        + [copy_revise_example(next(pure_stream), pure_rng, False, layout,
-                                              recipe.witness_right) for _ in range(witnesses)], solve]
+                                              recipe.witness_right,
+                                              leading_slips=recipe.witness_leading_slips)
+                          for _ in range(witnesses)], solve]
 
         phase = time.time()
         _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
