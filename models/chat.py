@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from models.tokenizer_config import read_tokenizer_config
 
 
 class ChatTemplate:
@@ -20,10 +21,7 @@ class ChatTemplate:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> ChatTemplate | None:
-        path = model_dir / "tokenizer_config.json"
-        if not path.exists():
-            return None
-        config = json.loads(path.read_text())
+        config = read_tokenizer_config(model_dir)
         template = config.get("chat_template")
         if not template:
             return None

@@ -8,10 +8,11 @@ its own (``TTC_REVISION_TEMPLATE``), and a checkpoint that names none gets the q
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from models.tokenizer_config import read_tokenizer_config
 
 PROMPT, ATTEMPTS = "{prompt}", "{attempts}"
 
@@ -49,10 +50,7 @@ class RevisionFormat:
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> RevisionFormat | None:
         """The checkpoint's own layout, or None where it names none."""
-        path = model_dir / "tokenizer_config.json"
-        if not path.exists():
-            return None
-        config = json.loads(path.read_text())
+        config = read_tokenizer_config(model_dir)
         if "revision_template" not in config:
             return None
         return cls(config["revision_template"],
