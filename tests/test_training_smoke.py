@@ -41,3 +41,27 @@ def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> N
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     training.train_generator(replace(recipe, seed=1), b, with_revisions=False)
     assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
+
+
+def test_sharpened_loss_is_the_cross_entropy_of_the_logits_divided_by_the_sharpness() -> None:
+    """The revise form's loss (``revise_sharpness``): plain cross-entropy at 1, the logits divided
+    by the sharpness above it, prompt tokens never trained."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from models.embedded.examples import solve_example
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(training.generator_config(training.SIZES["smoke"]))
+    examples = [solve_example(p) for p in task.held_out_split("dev")[:3]]
+    input_ids, attention, labels = training.encode(examples)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        plain, tokens = training._lm_loss(model, training.MicroBatch(examples))
+        sharp, _ = training._lm_loss(model, training.MicroBatch(examples, sharpness=2.0))
+    trained = labels[:, 1:] != -100
+    logp = torch.log_softmax(logits / 2.0, -1)
+    expected = -torch.gather(logp, 2, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)[trained]
+    assert tokens == int(attention.sum())
+    assert torch.isclose(sharp, expected.mean(), atol=1e-5)
+    assert not torch.isclose(plain, sharp, atol=1e-3)

@@ -95,6 +95,11 @@ class GeneratorRecipe:
     revise_copy_occluded: bool = False
     # What a revise example's target is (``REVISE_TARGETS``, see ``build_revise_examples``).
     revise_target: str = "correct"
+    # How much sharper than calibrated the revise form's next-token distribution is trained to be: its
+    # loss sees the logits divided by this, so that sampled at temperature T a revision draws as the
+    # calibrated model would at T / sharpness, nearer its most likely solution (1: calibrated). At 2
+    # a revision copied its attempt more, slips included, and chains stayed flat (the card).
+    revise_sharpness: float = 1.0
     # bf16 autocast for the matmuls (fp32 master weights): 2.4x faster per step on these AVX512-BF16
     # cores for the large model. Off for the small one, whose shipped weights were trained in fp32.
     bf16_autocast: bool = False
@@ -104,7 +109,7 @@ class GeneratorRecipe:
 SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10, batch_size=16,
                                   revise_questions=20, revise_samples=2,
                                   revision_layout="attempts_first", revise_copy_warmup=3, revise_pure=2,
-                                  revise_witnesses=2)
+                                  revise_witnesses=2, revise_sharpness=2.0)
 # The larger sibling: the same data stream and steps as the small one's solve phase, at a lower
 # learning rate (wider model) and in bf16 autocast (~2.2 s a step on 2 cores instead of ~5.5 s).
 LARGE_GENERATOR = GeneratorRecipe(size="large", revise_steps=0, lr=1e-3, bf16_autocast=True)
@@ -118,6 +123,12 @@ SMALL_ATTEMPTS_FIRST = GeneratorRecipe(revision_layout="attempts_first", revise_
 SMALL_QUESTION_FIRST = GeneratorRecipe()
 GENERATOR_RECIPES = {"small": SMALL_QUESTION_FIRST, "small-attempts-first": SMALL_ATTEMPTS_FIRST,
                      "large": LARGE_GENERATOR, "smoke": SMOKE_GENERATOR}
+
+@dataclass(frozen=True)
+class MicroBatch:
+    examples: list[Example]
+    sharpness: float = 1.0  # the loss sees logits / sharpness (see GeneratorRecipe.revise_sharpness)
+
 
 @dataclass
 class TrainReport:
@@ -174,7 +185,18 @@ def _schedule(step: int, total: int, base_lr: float, warmup: int = 50) -> float:
     return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[list[Example]]], steps: int, lr: float,
+def _lm_loss(model: LlamaForCausalLM, micro: MicroBatch) -> tuple[torch.Tensor, int]:
+    """Mean next-token loss of a micro-batch, and the tokens it holds."""
+    input_ids, attention, labels = encode(micro.examples)
+    tokens = int(attention.sum())
+    if micro.sharpness == 1.0:
+        return model(input_ids=input_ids, attention_mask=attention, labels=labels).loss, tokens
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+    return nn.functional.cross_entropy((logits / micro.sharpness).flatten(0, 1),
+                                       labels[:, 1:].flatten(), ignore_index=-100), tokens
+
+
+def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[MicroBatch]], steps: int, lr: float,
               desc: str, report: TrainReport, bf16_autocast: bool = False) -> None:
     """Each step is one optimizer update over one or more micro-batches (kept apart so that short
     solve examples are not padded to the length of revise examples)."""
@@ -184,15 +206,15 @@ def _train_lm(model: LlamaForCausalLM, batches: Iterator[list[list[Example]]], s
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, steps, lr)
         micro = next(batches)
-        total = sum(len(m) for m in micro)
+        total = sum(len(m.examples) for m in micro)
         loss = torch.zeros(())
-        for examples in micro:
-            input_ids, attention, labels = encode(examples)
+        for part_batch in micro:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast):
-                part = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            (part * len(examples) / total).backward()
-            loss = loss + part.detach() * len(examples) / total
-            report.tokens += int(attention.sum())
+                part, tokens = _lm_loss(model, part_batch)
+            share = len(part_batch.examples) / total
+            (part * share).backward()  # type: ignore[no-untyped-call]
+            loss = loss + part.detach() * share
+            report.tokens += tokens
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -273,13 +295,13 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
     # Its own streams, so that the solve examples are the same with or without it.
     copy_stream, copy_rng = task.training_problems(recipe.seed + 1), random.Random(recipe.seed + 1)
 
-    def solve_batches() -> Iterator[list[list[Example]]]:
+    def solve_batches() -> Iterator[list[MicroBatch]]:
         for step in itertools.count():
-            batch = [[solve_example(next(stream)) for _ in range(recipe.batch_size)]]
+            batch = [MicroBatch([solve_example(next(stream)) for _ in range(recipe.batch_size)])]
             if recipe.early_revise:
                 pure = step < recipe.copy_warmup
-                batch.append([copy_revise_example(next(copy_stream), copy_rng, pure, layout)
-                              for _ in range(recipe.early_revise)])
+                batch.append(MicroBatch([copy_revise_example(next(copy_stream), copy_rng, pure, layout)
+                                         for _ in range(recipe.early_revise)]))
             yield batch
 
     solve_dir = out_dir.parent / f".{out_dir.name}-solve-phase"
@@ -310,24 +332,27 @@ def train_generator(recipe: GeneratorRecipe, out_dir: Path, with_revisions: bool
         # Its own streams again: a resumed run has not drawn the solve phase's.
         pure_stream, pure_rng = task.training_problems(recipe.seed + 2), random.Random(recipe.seed + 2)
 
-        def mixed_batches() -> Iterator[list[list[Example]]]:
+        def revise_examples(step: int) -> list[Example]:
             half = recipe.batch_size // 2
+            occluded = recipe.revise_copy_occluded
+            if step < recipe.revise_copy_warmup:
+                return [copy_revise_example(next(pure_stream), pure_rng, True, layout,
+                                            occluded=occluded) for _ in range(half)]
+            pure = min(recipe.revise_pure, half)
+            witnesses = min(recipe.revise_witnesses, half - pure)
+            return (rng.sample(revise, min(half - pure - witnesses, len(revise)))
+                    + [copy_revise_example(next(pure_stream), pure_rng, True, layout,
+                                           occluded=occluded) for _ in range(pure)]
+                    + [copy_revise_example(next(pure_stream), pure_rng, False, layout,
+                                           recipe.witness_right,
+                                           leading_slips=recipe.witness_leading_slips)
+                       for _ in range(witnesses)])
+
+        def mixed_batches() -> Iterator[list[MicroBatch]]:
             for step in itertools.count():
-                solve = [solve_example(next(stream)) for _ in range(recipe.batch_size - half)]
-                occluded = recipe.revise_copy_occluded
-                if step < recipe.revise_copy_warmup:
-                    yield [[copy_revise_example(next(pure_stream), pure_rng, True, layout,
-                                                occluded=occluded) for _ in range(half)], solve]
-                    continue
-                pure = min(recipe.revise_pure, half)
-                witnesses = min(recipe.revise_witnesses, half - pure)
-                yield [rng.sample(revise, min(half - pure - witnesses, len(revise)))
-                       + [copy_revise_example(next(pure_stream), pure_rng, True, layout,
-                                              occluded=occluded) for _ in range(pure)]
-                       + [copy_revise_example(next(pure_stream), pure_rng, False, layout,
-                                              recipe.witness_right,
-                                              leading_slips=recipe.witness_leading_slips)
-                          for _ in range(witnesses)], solve]
+                solve = [solve_example(next(stream))
+                         for _ in range(recipe.batch_size - recipe.batch_size // 2)]
+                yield [MicroBatch(revise_examples(step), recipe.revise_sharpness), MicroBatch(solve)]
 
         phase = time.time()
         _train_lm(model, mixed_batches(), recipe.revise_steps, recipe.lr / 2, "generator: revise",
