@@ -4,10 +4,12 @@ tables in bench/results/models.json. ``python -m bench.model_cards``."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from app.settings import EMBEDDED_DIR
 from bench.eval_models import RESULTS
+from bench.reproduce import weights_digest
 from models.embedded import task
 
 COMMANDS = {
@@ -33,101 +35,18 @@ KNOWN_LIMITS = {
         "above: level 2 0.32 → 0.03 over four attempts). Half of its revise examples show its own "
         "attempts as drawn (right or wrong, target the correct solution), half follow the paper "
         "(wrong attempts only). Read side by side, a revision copies an attempt and changes a digit "
-        "(`84-15=69` → `84-15=79`). Tried on dev (40 questions per level × 4 chains, not shipped):\n"
-        "  - on-policy contexts only, 32,000 distinct contexts, 1,000 revise steps: the first "
-        "attempt rises a lot (the solve form was under-trained) but revisions still fall;\n"
-        "  - a second stage with contexts re-sampled from that model: the fall halves, the sign "
-        "stays;\n"
-        "  - contexts whose last attempt is the correct solution or a synthetic near miss of it "
-        "(one slipped digit, carried on), to teach repair at the slip: much worse "
-        "(level 2 0.43 → 0.05).\n"
-        "  - session 8, from the shipped solve phase, on-policy contexts only (4 per question) with a "
-        "wrong last attempt replaced by the correct solution (share 0.5): first attempt 0.38 / "
-        "0.33 / 0.21 on levels 2 / 3 / 4, fourth 0.08 / 0.05 / 0.05; the same with share 0.6, twice "
-        "the learning rate, three-quarter revise batches and 600 steps: 0.39 / 0.43 / 0.18, fourth "
-        "0.27 / 0.19 / 0.16; that plus a quarter of copy-forcing examples (4-digit questions, beyond "
-        "the model, whose context is their correct solution), one revision of each of 8 first "
-        "attempts: 0.33 / 0.24 / 0.14 against first attempts 0.43 / 0.30 / 0.20, a right attempt "
-        "kept right 0.46 / 0.42 / 0.37 of the time (shipped: 0.21 / 0.14 / 0.19).\n"
-        "  - session 9, from scratch with revise examples in every solve step (`early_revise` 16 "
-        "per 64 solve examples; each of 1–4 attempts the correct solution or a one-digit slip of it, "
-        "carried on, even odds): no copy formed in 1,500 steps (dev NLL of the correct solution "
-        "with it as the only attempt 3.76 vs 3.12 fresh, level 2). A pure copy curriculum forms one: "
-        "from scratch on revise examples whose only attempt is the correct solution, that NLL falls "
-        "120 → 18 nats between steps 150 and 250. With such a warm-up (`copy_warmup` 500, then the "
-        "even-odds slips) the solve phase reads its attempts (a slipped attempt raises the NLL 2.6 "
-        "→ 12 nats) but copies the slips and revises right attempts away (one revision of a right "
-        "first attempt stays right 0.24 / 0.46 / 0.57; chains 0.34 → 0.08 / 0.33 → 0.08 / 0.16 → "
-        "0.04). After its revise phase (on-policy contexts only, 500 steps; 74 min on this "
-        "machine's 2 cores without AVX-512) the fall is far smaller, but still a fall: dev, 40 "
-        "questions per level × 4 chains, attempt 1 → 4: 0.456 → 0.381 / 0.381 → 0.256 / 0.231 → "
-        "0.156 (the shipped model on the same chains: 0.412 → 0.019 / 0.338 → 0.025 / 0.194 → "
-        "0.025); a right attempt "
-        "kept right 0.55 / 0.38 / 0.27 of the time, a wrong one fixed 0.18 / 0.21 / 0.08; the "
-        "correct solution as the attempt still scores no better than none (2.12 vs 1.80 nats). "
-        "So it reads its context but cannot tell a right attempt from a slipped one: it weighs "
-        "them alike. Not shipped (`early_revise`, `copy_warmup` default 0).\n"
-        "  - session 10, the layout. Read side by side, this model's revisions of right attempts "
-        "lose their place in the question (after `-667+393=-274` they add `-274+393=129`) or flip "
-        "a leading digit (`114+38=152` → `114+38=252`). With the attempts first and the solve "
-        "prompt last (`revision_layout` `attempts_first`: a revision starts from a fresh "
-        "solution's own context), dev chains, attempt 1 → 4, levels 2 / 3 / 4: on top of these "
-        "weights (a 200-step pure-copy warm-up, then 400 steps of on-policy contexts, 4 per "
-        "question), flat: 0.563 → 0.525 / 0.425 → 0.431 / 0.275 → 0.294; 300 more steps with "
-        "synthetic witness contexts (each attempt right at odds 0.6, else one slip carried on): "
-        "0.613 → 0.606 / 0.556 → 0.569 / 0.419 → 0.413. The copy probe shows both ignore their "
-        "attempts (the correct solution as attempt scores as no attempt: 1.67 vs 1.70 nats). The "
-        "whole recipe from scratch (`training.SMALL_ATTEMPTS_FIRST`: solve phase as here, then 600 "
-        "revise steps, 200 of pure copies, then on-policy contexts with 4 pure copies a step; 55 "
-        "min on that machine): 0.463 → 0.469 / 0.263 → 0.319 / 0.194 → 0.281.\n"
-        "  - session 11, the same recipe retrained (`--size small-attempts-first`, 24 min on an "
-        "AVX-512 Xeon: other float kernels, so other weights than session 10's AMD run) is flat: "
-        "dev 0.419 → 0.400 / 0.344 → 0.287 / 0.269 → 0.269; **test** (120 questions per level × 4 "
-        "chains) 0.338 → 0.325 / 0.354 → 0.329 / 0.252 → 0.202. Session 10's rise was one run's "
-        "luck. Its first attempts beat this model's (test 0.317 / 0.279 / 0.148) and its chains no "
-        "longer collapse, but it still does not read its attempts (copy probe: the correct "
-        "solution as attempt 2.61 nats vs 2.52 fresh, level 2). Then three targets "
-        "(`revise_target`, 8 samples per question, from the same solve phase), dev attempt 1 → 4: "
-        "the correct solution only where the samples' plurality answer is right, 0.287 → 0.281 / "
-        "0.300 → 0.225 / 0.244 → 0.250; the plurality answer's solution, right or wrong "
-        "(self-consistency distillation), 0.319 → 0.244 / 0.269 → 0.237 / 0.206 → 0.175; the "
-        "plurality of the attempts shown where two or more agree, else the correct solution (a "
-        "majority vote in context), 0.331 → 0.325 / 0.319 → 0.294 / 0.219 → 0.294; that with its "
-        "pure copies showing the question's digits as `?` (`revise_copy_occluded`: only the "
-        "attempt tells the numbers, so copying is the whole loss), 0.344 → 0.269 / 0.325 → 0.312 "
-        "/ 0.300 → 0.244; that plus 8 witness contexts a step (each attempt right at even odds, "
-        "else one slip carried on), 0.331 → 0.294 / 0.281 → 0.294 / 0.237 → 0.237. None reads its "
-        "attempts on the task's own questions (the correct "
-        "solution as attempt scores 3.31 nats vs 3.07 fresh at level 2 even after the occluded "
-        "copies): a model that can already compute the answer keeps computing it. "
-        "Why flat, our reading: where the context is the model's own samples and the target is "
-        "the truth, the samples say nothing the model does not already believe, so the "
-        "cross-entropy optimum ignores them; and no target helps a model that does not look.\n"
-        "  - session 12, from the same solve phase, dev attempt 1 → 4: the witnesses' slips only "
-        "in a result's leading digit (`witness_leading_slips`, on top of the last: an attempt "
-        "shows the lower digits whose carries decide the leading one, which the model writes "
-        "first), 0.306 → 0.269 / 0.250 → 0.300 / 0.212 → 0.212. The solve form samples far below "
-        "its mode (80 dev questions per level: greedy 0.525 / 0.450 / 0.463, T = 0.8 0.421 / "
-        "0.321 / 0.306, majority of 3 at T = 0.8 0.450 / 0.358 / 0.367), so a revise form trained "
-        "twice as sharp as calibrated (`revise_sharpness` 2: its loss sees the logits halved; at "
-        "T = 0.8 it draws as the calibrated model would at 0.4) had room: 0.481 → 0.400 / 0.250 → "
-        "0.275 / 0.338 → 0.256. Sharpened, a revision copies its attempt more (one revision "
-        "verbatim 0.51 / 0.36 / 0.29 of the time, a right attempt kept right 0.89 / 0.67 / 0.71) "
-        "and so keeps the attempt's slips as firmly as its right digits. With the majority vote "
-        "in context as its target too: 0.381 → 0.319 / 0.275 → 0.281 / 0.238 → 0.231. At 160 "
-        "chains per level a dev figure's standard error is ~0.04: all of these are flat.\n"
-        "  **Why, measured: the revise form does not read its context.** With the correct solution "
-        "as the only attempt, its negative log-likelihood of that same solution is no lower than "
-        "with no attempt at all (dev level 2, six questions, nats per solution with it / without: "
-        "4.4 / 3.3, 2.8 / 2.7, 2.1 / 1.9 in the three variants, shipped 7.0 / 2.5; a copy would be "
-        "near 0); only the copy-forcing run learned a partial copy, on the "
-        "4-digit questions it was forced on (28 → 6.8 nats), not on the task's own. A revision "
-        "therefore cannot keep what an attempt got right, and re-solving in a longer, less familiar "
-        "context is worse than a fresh attempt.\n"
-        "  Our reading (not a measurement): a reviser can only judge an attempt with what it "
-        "knows, and what tells this model's right samples from its wrong ones is a stronger "
-        "model's confidence (the PRM needed generator-large's body for it, its card); a context it "
-        "cannot judge is noise to copy or perturb.\n"
+        "(`84-15=69` → `84-15=79`), and the revise form does not read its attempts: with the "
+        "correct solution as the only attempt its NLL of that solution is 7.0 nats against 2.5 "
+        "with none. So `revisions` is, here, a parallel strategy with a costlier prompt whose "
+        "later attempts are worse.\n"
+        "- The best candidate found, `ttc-serve train generator --size small-attempts-first` "
+        "(attempts first, the question last; 31.6 min), solves better and its chains are flat "
+        "(test, attempt 1 → 4, levels 2 / 3 / 4: 0.425 → 0.438 / 0.410 → 0.396 / 0.248 → 0.215; "
+        "pass@1 0.990 / 0.424 / 0.397 / 0.235 / 0.001) but still does not beat its first attempt "
+        "on levels 3–4, and it breaks the difficulty-spread requirement on level 2 (coverage@16 "
+        "0.808 < 2 × 0.424), so it is not shipped. What was tried over thirteen sessions, with "
+        "every figure, and why we read it as a limit of a reviser that cannot verify its attempts "
+        "at this size: `docs/reviser.md`.\n"
         "- Level 5 (7 operations) is one operation beyond every training question; its pass@1 "
         "(0.004) measures that as much as the model's arithmetic."),
     "generator-large": (
@@ -238,12 +157,12 @@ def large_table(large: dict[str, Any], small: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def _reproduced(name: str) -> list[str]:
-    """The fact line from the last ``make reproduce`` that rebuilt this checkpoint, if any."""
-    path = RESULTS / "reproduce.json"
-    facts = json.loads(path.read_text())["checkpoints"].get(name) if path.exists() else None
-    if facts is None:
-        return []
+def reproduced(name: str, checkpoint: Path, verdicts: Path = RESULTS / "reproduce.json") -> list[str]:
+    """The fact line from the last ``make reproduce`` that rebuilt this checkpoint's weights."""
+    facts = json.loads(verdicts.read_text())["checkpoints"].get(name) if verdicts.exists() else None
+    # A verdict on other weights (the checkpoint was replaced since) says nothing about these.
+    if facts is None or facts["shipped_sha256"] != weights_digest(checkpoint):
+        return ["- reproduced: not yet measured for these weights (`make reproduce`)"]
     if facts["identical_weights"]:
         return [f"- reproduced: the training command above, re-run from scratch into another "
                 f"directory (as `make reproduce` does), gave byte-identical weights (sha256 "
@@ -273,7 +192,7 @@ def card(name: str, results: dict[str, Any]) -> str:
         "comparison)",
         f"- recipe: `{json.dumps(training['recipe'])}`",
     ]
-    parts += _reproduced(name)
+    parts += reproduced(name, directory)
     if "labels" in training:
         labels = training["labels"]
         parts.append(f"- labels: {labels['examples']} sampled solutions, {labels['steps']} steps, "

@@ -17,7 +17,7 @@ from models.revision_format import RevisionFormat
 lines = st.text(st.characters(blacklist_characters="\n"), max_size=12)
 
 
-def test_question_first_is_the_shipped_layout_byte_for_byte() -> None:
+def test_both_layouts_render_byte_for_byte() -> None:
     problem = task.Problem(ops=("+", "-"), operands=(37, 5, 12), level=1)
     assert task.revise_prompt(problem, ["37+5=42\n\n42-12=30\nanswer: 30"]) == (
         "question: 37+5-12\nattempt:\n37+5=42\n42-12=30\nanswer: 30\nrevision:\n")

@@ -113,7 +113,7 @@ SMOKE_GENERATOR = GeneratorRecipe(size="smoke", solve_steps=30, revise_steps=10,
 # The larger sibling: the same data stream and steps as the small one's solve phase, at a lower
 # learning rate (wider model) and in bf16 autocast (~2.2 s a step on 2 cores instead of ~5.5 s).
 LARGE_GENERATOR = GeneratorRecipe(size="large", revise_steps=0, lr=1e-3, bf16_autocast=True)
-# A candidate generator-small (its card, known limits): revise prompts with the attempts first (a
+# The best candidate generator-small (docs/reviser.md): revise prompts with the attempts first (a
 # revision starts from a fresh solution's own context), a pure-copy warm-up, then on-policy contexts,
 # 4 pure copies a step. Its chains stay flat where the shipped one's fall.
 SMALL_ATTEMPTS_FIRST = GeneratorRecipe(revision_layout="attempts_first", revise_copy_warmup=200,
