@@ -6,7 +6,8 @@ for one checkpoint's solve form (torch, no server):
   units) was off and by how much;
 - self-check: each step ``a op b = c`` checked by its inverse, ``c op' b``, computed by the same
   model as the first step of ``c op' b+0+0+0`` (a question of the training mix's shape), and how often
-  that check passes a right step and fails a wrong one;
+  that check passes a right step and fails a wrong one; as a control for posing a step so, the
+  correct solution's forward steps posed the same way (``a op b+0+0+0``) and their inverses;
 - an idealised check-then-revise: at the first step whose check fails, the step is redrawn until its
   result differs from the attempt's, and the solution is continued from there: what a reviser that
   checks its attempt with the arithmetic the model has now, and acts on the check perfectly, would
@@ -65,6 +66,11 @@ def first_error(problem: task.Problem, solution: str) -> str | None:
     return "steps"
 
 
+def forward_prompt(lhs: int, op: str, rhs: int) -> str:
+    """The step ``lhs op rhs`` posed as the first step of a question, as ``check_prompt`` poses a check."""
+    return f"question: {lhs}{op}{rhs}+0+0+0\n"
+
+
 def check_prompt(op: str, rhs: int, result: int) -> str:
     """The inverse of ``lhs op rhs = result`` as a question whose first step recomputes ``lhs``."""
     inverse = "+" if op == "-" else "-"
@@ -88,17 +94,31 @@ class SolveForm:
         width = enc.input_ids.shape[1]
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
 
-    def checks(self, steps: list[tuple[int, str, int, int]]) -> list[bool]:
-        """Per step: does the model's own inverse computation give back its lhs?"""
-        if not steps:
+    def first_results(self, prompts: list[str], wanted: list[int]) -> list[bool]:
+        """Per prompt: is the first step's result the wanted one?"""
+        if not prompts:
             return []
-        texts = self.generate([check_prompt(op, rhs, res) for _, op, rhs, res in steps], 30)
         passed = []
-        for (lhs, *_), text in zip(steps, texts, strict=True):
+        for want, text in zip(wanted, self.generate(prompts, 30), strict=True):
             lines = task.split_steps(text)
             match = STEP.match(lines[0]) if lines else None
-            passed.append(match is not None and int(match[4]) == lhs)
+            passed.append(match is not None and int(match[4]) == want)
         return passed
+
+    def checks(self, steps: list[tuple[int, str, int, int]]) -> list[bool]:
+        """Per step: does the model's own inverse computation give back its lhs?"""
+        return self.first_results([check_prompt(op, rhs, res) for _, op, rhs, res in steps],
+                                  [lhs for lhs, *_ in steps])
+
+    def posed_steps(self, problem: task.Problem) -> tuple[list[bool], list[bool]]:
+        """The correct solution's steps posed as questions' first steps: forward, and inverse."""
+        steps = [m for m in map(STEP.match, task.split_steps(problem.solution())) if m is not None]
+        parsed = [(int(m[1]), m[2], int(m[3]), int(m[4])) for m in steps]
+        forward = [(lhs, op, rhs, res) for lhs, op, rhs, res in parsed if lhs >= 0]
+        inverse = [(lhs, op, rhs, res) for lhs, op, rhs, res in parsed if res >= 0]
+        return (self.first_results([forward_prompt(lhs, op, rhs) for lhs, op, rhs, _ in forward],
+                                   [res for *_, res in forward]),
+                self.checks(inverse))
 
     def redraw(self, prefix: str, avoid: int, tries: int = 8) -> str | None:
         """A continuation of ``prefix`` (ending in ``=``) whose result is not ``avoid``."""
@@ -116,7 +136,10 @@ def check_then_revise(form: SolveForm, problem: task.Problem,
     parsed = [(i, m) for i, m in enumerate(STEP.match(line) for line in lines) if m is not None]
     steps = [(int(m[1]), m[2], int(m[3]), int(m[4])) for _, m in parsed]
     valid = task.grade(problem, attempt).steps_valid
-    passed = form.checks(steps)
+    # A negative result cannot be posed as a question (they start with a number): left unchecked.
+    posable = [step for step in steps if step[3] >= 0]
+    verdicts = iter(form.checks(posable))
+    passed = [next(verdicts) if step[3] >= 0 else True for step in steps]
     seen = [(valid[i], ok) for (i, _), ok in zip(parsed, passed, strict=True)]
     for (i, _), (lhs, op, rhs, result), ok in zip(parsed, steps, passed, strict=True):
         if not ok:
@@ -138,6 +161,9 @@ def main(model_dir: Path, per_level: int = typer.Option(30, min=1, max=120),
         errors: Counter[str] = Counter()
         stats: dict[str, list[float]] = defaultdict(list)
         for problem in [p for p in held_out if p.level == level][:per_level]:
+            forward, inverse = form.posed_steps(problem)
+            stats["control_forward_step_posed"] += forward
+            stats["control_inverse_step_posed"] += inverse
             for attempt in form.generate([task.solve_prompt(problem)] * samples):
                 kind = first_error(problem, attempt)
                 if kind is not None:

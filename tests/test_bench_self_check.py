@@ -1,6 +1,6 @@
 """The self-check probe's pure parts: classifying a solution's first error, and the check question."""
 
-from bench.self_check_probe import check_prompt, first_error
+from bench.self_check_probe import check_prompt, first_error, forward_prompt
 from models.embedded import task
 
 
@@ -28,3 +28,8 @@ def test_check_prompt_inverts_the_step() -> None:
     assert check_prompt("-", 15, 69) == "question: 69+15+0+0+0\n"
     assert check_prompt("+", 30, 99) == "question: 99-30+0+0+0\n"
     assert task.parse_question(check_prompt("-", 15, 69)) is not None
+
+
+def test_forward_prompt_poses_the_step_as_a_first_step() -> None:
+    posed = task.parse_question(forward_prompt(84, "-", 15))
+    assert posed is not None and posed.solution_steps()[0] == "84-15=69"
