@@ -32,7 +32,12 @@ from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from models.embedded import task
 
 LEVELS = (2, 3, 4)
-STEP = re.compile(r"^(-?\d+)([+-])(\d+)=(-?\d+)$")
+Step = tuple[int, str, int, int]  # lhs, op, rhs, result
+
+
+def parse_step(line: str) -> Step | None:
+    match = task.STEP_RE.match(line)
+    return None if match is None else (int(match[1]), match[2], int(match[3]), int(match[4]))
 
 
 def first_error(problem: task.Problem, solution: str) -> str | None:
@@ -45,10 +50,10 @@ def first_error(problem: task.Problem, solution: str) -> str | None:
     for i, line in enumerate(task.split_steps(solution)):
         if i >= len(problem.ops):
             return "steps"
-        match = STEP.match(line)
-        if match is None:
+        step = parse_step(line)
+        if step is None:
             return "steps" if line.startswith(task.ANSWER_PREFIX.strip()) else "malformed"
-        lhs, op, rhs, result = int(match[1]), match[2], int(match[3]), int(match[4])
+        lhs, op, rhs, result = step
         if lhs != expected:
             return "lhs"
         if op != problem.ops[i]:
@@ -101,19 +106,18 @@ class SolveForm:
         passed = []
         for want, text in zip(wanted, self.generate(prompts, 30), strict=True):
             lines = task.split_steps(text)
-            match = STEP.match(lines[0]) if lines else None
-            passed.append(match is not None and int(match[4]) == want)
+            step = parse_step(lines[0]) if lines else None
+            passed.append(step is not None and step[3] == want)
         return passed
 
-    def checks(self, steps: list[tuple[int, str, int, int]]) -> list[bool]:
+    def checks(self, steps: list[Step]) -> list[bool]:
         """Per step: does the model's own inverse computation give back its lhs?"""
         return self.first_results([check_prompt(op, rhs, res) for _, op, rhs, res in steps],
                                   [lhs for lhs, *_ in steps])
 
     def posed_steps(self, problem: task.Problem) -> tuple[list[bool], list[bool]]:
         """The correct solution's steps posed as questions' first steps: forward, and inverse."""
-        steps = [m for m in map(STEP.match, task.split_steps(problem.solution())) if m is not None]
-        parsed = [(int(m[1]), m[2], int(m[3]), int(m[4])) for m in steps]
+        parsed = [s for s in map(parse_step, task.split_steps(problem.solution())) if s is not None]
         forward = [(lhs, op, rhs, res) for lhs, op, rhs, res in parsed if lhs >= 0]
         inverse = [(lhs, op, rhs, res) for lhs, op, rhs, res in parsed if res >= 0]
         return (self.first_results([forward_prompt(lhs, op, rhs) for lhs, op, rhs, _ in forward],
@@ -133,8 +137,8 @@ def check_then_revise(form: SolveForm, problem: task.Problem,
                       attempt: str) -> tuple[str, list[tuple[bool, bool]]]:
     """The revised attempt, and per checked step (valid, check passed)."""
     lines = task.split_steps(attempt)
-    parsed = [(i, m) for i, m in enumerate(STEP.match(line) for line in lines) if m is not None]
-    steps = [(int(m[1]), m[2], int(m[3]), int(m[4])) for _, m in parsed]
+    parsed = [(i, s) for i, s in enumerate(map(parse_step, lines)) if s is not None]
+    steps = [step for _, step in parsed]
     valid = task.grade(problem, attempt).steps_valid
     # A negative result cannot be posed as a question (they start with a number): left unchecked.
     posable = [step for step in steps if step[3] >= 0]
@@ -173,7 +177,7 @@ def main(model_dir: Path, per_level: int = typer.Option(30, min=1, max=120),
                 stats["revised"].append(task.grade(problem, revised).correct)
                 stats["check_passes_valid_step"] += [ok for valid, ok in seen if valid]
                 stats["check_fails_invalid_step"] += [not ok for valid, ok in seen if not valid]
-                stats["right_attempt_flagged"] += [revised != attempt] if kind is None else []
+                stats["right_attempt_changed"] += [revised != attempt] if kind is None else []
         report[str(level)] = {"attempts": len(stats["first"]),
                               **{k: round(statistics.fmean(v), 3) for k, v in stats.items() if v},
                               "first_errors": dict(errors.most_common())}

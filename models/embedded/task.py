@@ -57,7 +57,7 @@ TRAINING_MIX: dict[int, Setting] = {
     5: ((6, 6), (3, 3)),
 }
 
-_STEP_RE = re.compile(r"^(-?\d+)([+-])(\d+)=(-?\d+)$")
+STEP_RE = re.compile(r"^(-?\d+)([+-])(\d+)=(-?\d+)$")  # lhs, op, rhs, result
 _QUESTION_RE = re.compile(r"^\d+(?:[+-]\d+)+$")
 
 
@@ -182,7 +182,7 @@ def grade(problem: Problem, solution: str) -> Grade:
         if step.startswith(ANSWER_PREFIX.strip()):
             ok = all_ok and answer == expected and i == len(problem.ops)
         else:
-            match = _STEP_RE.match(step)
+            match = STEP_RE.match(step)
             ok = False
             if match and i < len(problem.ops):
                 lhs, op, rhs, result = int(match[1]), match[2], int(match[3]), int(match[4])
