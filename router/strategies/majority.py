@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from router.selection import majority
 from router.strategies.base import StrategyContext, StrategyParams, StrategyResult
-from router.strategies.sampling import draw, min_sampling_flops
+from router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
 from router.strategies.verdict import verdict
 
 
-class MajorityParams(StrategyParams):
-    n: int | None = Field(default=None, ge=1, le=1024,
-                          description="samples to draw; default: as many as the budget pays for")
+class MajorityParams(SampleCountParams):
+    """``strategy_params`` of majority voting."""
 
 
 class MajorityVote:

@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
+
 from models.protocols import GenerationRequest
 from router.budget import prm_tokens_bound
 from router.selection import Aggregation, aggregate, extract_answer, split_steps
-from router.strategies.base import Candidate, StrategyContext
+from router.strategies.base import Candidate, StrategyContext, StrategyParams
+
+
+class SampleCountParams(StrategyParams):
+    """``strategy_params`` of the strategies that draw independent samples."""
+
+    n: int | None = Field(default=None, ge=1, le=1024,
+                          description="samples to draw; default: as many as the budget pays for")
 
 
 def per_sample_worst(ctx: StrategyContext, scored: bool) -> float:
