@@ -76,6 +76,28 @@ def train_generator(
                f"{report.tokens} tokens, final loss {report.final_loss:.4f}")
 
 
+@train_cli.command("checker")
+def train_checker(
+    generator: Annotated[Path, typer.Option(help="generator checkpoint to teach the check form")] =
+        EMBEDDED_DIR / "generator-small",
+    out: Annotated[Path, typer.Option(help="checkpoint directory")] = Path("runs/generator-small-checker"),
+    steps: Annotated[int, typer.Option(min=1, max=100_000)] = 2000,
+    smoke: bool = False,
+    seed: int = 0,
+) -> None:
+    """Teach a generator the check form (a step re-derived least significant digit first), its
+    solve form held where it was by a KL anchor (docs/reviser.md, row 20c)."""
+    _stop_on_sigterm()
+    from dataclasses import replace
+
+    from models.embedded import checking
+
+    recipe = checking.SMOKE_CHECK if smoke else replace(checking.CheckRecipe(), steps=steps)
+    report = checking.train_checker(replace(recipe, seed=seed), generator, out)
+    typer.echo(f"{out}: {report.parameters} parameters, {report.seconds:.0f}s, "
+               f"{report.tokens} tokens, final check loss {report.final_loss:.4f}")
+
+
 @train_cli.command("prm")
 def train_prm(
     generator: Annotated[Path, typer.Option(help="generator checkpoint that rolls out")] =

@@ -65,3 +65,24 @@ def test_sharpened_loss_is_the_cross_entropy_of_the_logits_divided_by_the_sharpn
     assert tokens == int(attention.sum())
     assert torch.isclose(sharp, expected.mean(), atol=1e-5)
     assert not torch.isclose(plain, sharp, atol=1e-3)
+
+
+def test_check_stage_teaches_the_check_form_and_keeps_the_checkpoint_loadable(tmp_path: Path) -> None:
+    """The check stage (docs/reviser.md, row 20c), tiny, from a smoke generator: it must ship a
+    checkpoint of the same architecture and revise layout, changed by the drills."""
+    from dataclasses import replace
+
+    from models.embedded import checking
+
+    generator_dir, checker_dir = tmp_path / "generator", tmp_path / "checker"
+    training.train_generator(replace(training.SMOKE_GENERATOR, solve_steps=10), generator_dir,
+                             with_revisions=False)
+    report = checking.train_checker(checking.SMOKE_CHECK, generator_dir, checker_dir)
+    assert report.tokens > 0 and report.final_loss == report.final_loss  # not NaN
+    record = json.loads((checker_dir / "training.json").read_text())
+    assert record["stage"] == "check" and record["recipe"]["steps"] == checking.SMOKE_CHECK.steps
+    config = json.loads((checker_dir / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["torch_dtype"] == "float32"
+    assert RevisionFormat.from_model_dir(checker_dir) == RevisionFormat.from_model_dir(generator_dir)
+    weights = "model.safetensors"
+    assert (checker_dir / weights).read_bytes() != (generator_dir / weights).read_bytes()
