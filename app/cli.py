@@ -81,7 +81,7 @@ def train_checker(
     generator: Annotated[Path, typer.Option(help="generator checkpoint to teach the check form")] =
         EMBEDDED_DIR / "generator-small",
     out: Annotated[Path, typer.Option(help="checkpoint directory")] = Path("runs/generator-small-checker"),
-    steps: Annotated[int, typer.Option(min=1, max=100_000)] = 2000,
+    steps: Annotated[int, typer.Option(min=1, max=100_000)] = 4000,
     smoke: bool = False,
     seed: int = 0,
 ) -> None:

@@ -15,6 +15,7 @@ distributions on correct solutions holds the solve form where it was while the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -63,7 +64,7 @@ def check_drill(problem: task.Problem, rng: random.Random) -> Example:
 
 @dataclass(frozen=True)
 class CheckRecipe:
-    steps: int = 2000
+    steps: int = 4000
     drills: int = 32  # check drills a step (cross-entropy)
     anchors: int = 16  # correct solutions a step, on which the KL holds the solve form
     kl_weight: float = 4.0
@@ -115,7 +116,9 @@ def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> tr
     training.save_checkpoint(model, model.config, out_dir, dtype=torch.float32,
                              revision=RevisionFormat.from_model_dir(generator_dir))
     (out_dir / "training.json").write_text(json.dumps(
-        {"stage": "check", "from": str(generator_dir), "recipe": asdict(recipe),
+        {"stage": "check", "from": generator_dir.name,
+         "from_sha256": hashlib.sha256((generator_dir / "model.safetensors").read_bytes()).hexdigest(),
+         "recipe": asdict(recipe),
          "seconds": round(report.seconds, 1), "final_drill_loss": drill_loss.item(),
          "final_kl": kl.item()}, indent=2) + "\n")
     return report
