@@ -22,13 +22,12 @@ from pathlib import Path
 
 import typer
 
+from bench.eval_models import sample
 from models.embedded import checking, task
 from models.launcher import ServerSpec, VllmServer, start_all
-from models.protocols import GenerationRequest
 from models.vllm_http import HttpBackendConfig, VllmGenerator
 
 LEVELS = (2, 3, 4)
-BATCH = 128  # prompts in flight at once: more only queue in the client's connection pool
 
 
 @dataclass
@@ -50,15 +49,6 @@ class StepCheck:
     op: str
     rhs: int
     written: int
-
-
-async def _texts(generator: VllmGenerator, prompts: list[str], **options: object) -> list[str]:
-    texts: list[str] = []
-    for start in range(0, len(prompts), BATCH):
-        result = await generator.generate(GenerationRequest(prompts=prompts[start:start + BATCH], n=1,
-                                                            **options))  # type: ignore[arg-type]
-        texts.extend(row[0].text for row in result.completions)
-    return texts
 
 
 def step_checks(chains: list[str]) -> list[StepCheck]:
@@ -108,15 +98,16 @@ async def _revise(generator: VllmGenerator, owners: list[task.Problem], last: li
                   tally: dict[int, CheckTally] | None) -> list[str]:
     """One check-and-repair revision of every chain's last attempt."""
     steps = step_checks(last)
-    said = await _texts(generator, [checking.check_prompt(s.lhs, s.op, s.rhs) for s in steps],
-                        max_tokens=12, temperature=0.0, stop=["\n"])
+    said = [row[0] for row in await sample(
+        generator, [checking.check_prompt(s.lhs, s.op, s.rhs) for s in steps], 1, 0.0, seed, "checks",
+        max_tokens=12, stop=["\n"])]
     if tally is not None:
         _tally(tally, owners, steps, said)
     failures = first_failures(steps, said)
     cut = sorted(failures)
     prefixes = [repaired_prefix(last[c], *failures[c]) for c in cut]
     prompts = [task.solve_prompt(owners[c]) + prefix for c, prefix in zip(cut, prefixes, strict=True)]
-    rest = await _texts(generator, prompts, max_tokens=300, temperature=0.8, seed=seed)
+    rest = [row[0] for row in await sample(generator, prompts, 1, 0.8, seed, "repairs")]
     revised = list(last)
     for c, prefix, text in zip(cut, prefixes, rest, strict=True):
         revised[c] = task.normalize_solution(prefix + text)
@@ -135,8 +126,8 @@ async def probe(model_dir: Path, per_level: int, chains: int, split: str) -> dic
         await start_all([server], 300)
         generator = VllmGenerator(HttpBackendConfig(server.base_url, "probe", 640, timeout_s=900))
         try:
-            first = await _texts(generator, [task.solve_prompt(p) for p in owners], max_tokens=300,
-                                 temperature=0.8, seed=101)
+            first = [row[0] for row in await sample(
+                generator, [task.solve_prompt(p) for p in owners], 1, 0.8, 101, "first attempts")]
             history = [[task.normalize_solution(text)] for text in first]
             for revision in range(1, 4):
                 last = await _revise(generator, owners, [h[-1] for h in history], 101 + revision * 7919,

@@ -40,12 +40,13 @@ CHUNK = 48
 
 
 async def sample(generator: VllmGenerator, prompts: list[str], n: int, temperature: float,
-                 seed: int, desc: str) -> list[list[str]]:
+                 seed: int, desc: str, max_tokens: int = 192,
+                 stop: list[str] | None = None) -> list[list[str]]:
     out: list[list[str]] = []
     for start in tqdm(range(0, len(prompts), CHUNK), desc=desc, mininterval=10):
         result = await generator.generate(GenerationRequest(
-            prompts=prompts[start:start + CHUNK], n=n, max_tokens=192, temperature=temperature,
-            seed=seed + start * n))
+            prompts=prompts[start:start + CHUNK], n=n, max_tokens=max_tokens, temperature=temperature,
+            stop=stop, seed=seed + start * n))
         out.extend([c.text for c in row] for row in result.completions)
     return out
 
