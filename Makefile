@@ -51,12 +51,14 @@ eval-models: install
 	$(PY) -m bench.eval_models
 	$(PY) -m bench.model_cards
 
-# Rebuild the shipped checkpoints (CPU, deterministic from the seed). The PRM reads
-# generator-large's body, so it comes last.
+# Rebuild the shipped checkpoints (CPU, deterministic from the seed). The small generator's solve and
+# revise stages go to build/generator-small-solver; the PRM rolls out from it and reads
+# generator-large's body; the check stage turns it into the shipped generator-small.
 train: install
 	$(VENV)/bin/ttc-serve train generator --size small
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions
 	$(VENV)/bin/ttc-serve train prm
+	$(VENV)/bin/ttc-serve train checker
 
 # Rebuild all three into $(REBUILT) (not over the shipped ones) and compare them with the shipped
 # checkpoints: identical weights, else the tables measured on the rebuild within noise. It starts
@@ -64,10 +66,12 @@ train: install
 REBUILT ?= build/rebuilt
 reproduce: install
 	rm -rf $(REBUILT)
-	$(VENV)/bin/ttc-serve train generator --size small --out $(REBUILT)/generator-small
+	$(VENV)/bin/ttc-serve train generator --size small --out $(REBUILT)/generator-small-solver
 	$(VENV)/bin/ttc-serve train generator --size large --no-revisions --out $(REBUILT)/generator-large
-	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small \
+	$(VENV)/bin/ttc-serve train prm --generator $(REBUILT)/generator-small-solver \
 	  --body $(REBUILT)/generator-large --out $(REBUILT)/prm
+	$(VENV)/bin/ttc-serve train checker --generator $(REBUILT)/generator-small-solver \
+	  --out $(REBUILT)/generator-small
 	$(PY) -m bench.reproduce $(REBUILT) || { \
 	  TTC_GENERATOR_DIR=$(REBUILT)/generator-small TTC_PRM_DIR=$(REBUILT)/prm \
 	    $(PY) -m bench.eval_models --large-dir $(REBUILT)/generator-large --out $(REBUILT)/models.json && \

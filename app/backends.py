@@ -62,8 +62,9 @@ def engines(settings: Settings, pairs: Sequence[Pair],
             policy: Policy | None = None, difficulty: DifficultyPredictor | None = None) -> list[Engine]:
     costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
                        verifier=FlopsModel.from_model_dir(settings.prm_dir))
-    revision = settings.revision_format()
-    return [Engine(g, v, costs, policy=policy, difficulty=difficulty, revision=revision)
+    revision, check = settings.revision_format(), settings.check_format()
+    return [Engine(g, v, costs, policy=policy, difficulty=difficulty, revision=revision,
+                   check=check)
             for g, v in pairs]
 
 

@@ -53,6 +53,11 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
         raise typer.Exit(1) from None
 
 
+# The shipped generator-small is the small generator taught the check form: `train generator --size
+# small` writes the stage before (it also rolls out the PRM's labels), `train checker` the shipped one.
+SMALL_SOLVER = Path("build/generator-small-solver")
+
+
 @train_cli.command("generator")
 def train_generator(
     size: Annotated[str, typer.Option(help="small | small-attempts-first | large | smoke")] = "small",
@@ -60,7 +65,8 @@ def train_generator(
     seed: int = 0,
     revisions: Annotated[bool, typer.Option(help="train the revise prompt form too")] = True,
 ) -> None:
-    """Train a generator (solve, then revise from its own mistakes)."""
+    """Train a generator (solve, then revise from its own mistakes). --size small writes the stage
+    before `train checker` (build/generator-small-solver); the others, the shipped checkpoint."""
     _stop_on_sigterm()
     from dataclasses import replace
 
@@ -70,7 +76,7 @@ def train_generator(
         choices = ", ".join(training.GENERATOR_RECIPES)
         raise typer.BadParameter(f"choose one of {choices}", param_hint="--size")
     recipe = replace(training.GENERATOR_RECIPES[size], seed=seed)
-    out = out or EMBEDDED_DIR / f"generator-{size}"
+    out = out or (SMALL_SOLVER if size == "small" else EMBEDDED_DIR / f"generator-{size}")
     report = training.train_generator(recipe, out, with_revisions=revisions)
     typer.echo(f"{out}: {report.parameters} parameters, {report.seconds:.0f}s, "
                f"{report.tokens} tokens, final loss {report.final_loss:.4f}")
@@ -79,8 +85,8 @@ def train_generator(
 @train_cli.command("checker")
 def train_checker(
     generator: Annotated[Path, typer.Option(help="generator checkpoint to teach the check form")] =
-        EMBEDDED_DIR / "generator-small",
-    out: Annotated[Path, typer.Option(help="checkpoint directory")] = Path("runs/generator-small-checker"),
+        SMALL_SOLVER,
+    out: Annotated[Path, typer.Option(help="checkpoint directory")] = EMBEDDED_DIR / "generator-small",
     steps: Annotated[int, typer.Option(min=1, max=100_000)] = 4000,
     smoke: bool = False,
     seed: int = 0,
@@ -100,8 +106,7 @@ def train_checker(
 
 @train_cli.command("prm")
 def train_prm(
-    generator: Annotated[Path, typer.Option(help="generator checkpoint that rolls out")] =
-        EMBEDDED_DIR / "generator-small",
+    generator: Annotated[Path, typer.Option(help="generator checkpoint that rolls out")] = SMALL_SOLVER,
     body: Annotated[Path, typer.Option(help="generator checkpoint whose body the PRM reads")] =
         EMBEDDED_DIR / "generator-large",
     out: Annotated[Path | None, typer.Option(help="checkpoint directory")] = None,

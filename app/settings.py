@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.check_format import CheckFormat
 from models.revision_format import RevisionFormat, check_template
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     revision_template: str | None = Field(
         None, description="revise prompt with {prompt} and {attempts}, e.g. '{prompt}{attempts}revision:\\n'")
     revision_attempt_prefix: str | None = Field(None, description="written before each attempt")
+    revision_check: bool = Field(
+        True, description="revisions check and repair where the generator checkpoint has a check "
+                          "form (models/check_format.py); false: they always use the revise prompt")
     backend_timeout_s: float = Field(120.0, gt=0, le=3600)
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
@@ -68,3 +72,7 @@ class Settings(BaseSettings):
         return RevisionFormat(
             self.revision_template or own.template,
             own.attempt_prefix if self.revision_attempt_prefix is None else self.revision_attempt_prefix)
+
+    def check_format(self) -> CheckFormat | None:
+        """The generator checkpoint's check form, unless revisions are set not to use it."""
+        return CheckFormat.from_model_dir(self.generator_dir) if self.revision_check else None

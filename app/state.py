@@ -50,7 +50,8 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
                            verifier=FlopsModel.from_model_dir(settings.prm_dir))
         policy, difficulty = load_policy(settings)
         engine = Engine(generator, verifier, costs, policy=policy, difficulty=difficulty,
-                        revision=settings.revision_format())
+                        revision=settings.revision_format(),
+                        check=settings.check_format())
         yield ServiceState(settings=settings, metrics=metrics, generator=generator,
                            verifier=verifier, engine=engine,
                            chat_template=ChatTemplate.from_model_dir(settings.generator_dir))

@@ -3,7 +3,8 @@
 - generator: pass@1 (mean over 16 samples at T=0.8), coverage@16, majority@16 per level;
 - PRM: AUROC of the last-step score (correct vs incorrect final answer), best-of-16 weighted vs
   majority@16 per level;
-- reviser: pass@1 of the 1st..4th attempt of sequential revision chains per level;
+- reviser: pass@1 of the 1st..4th attempt of sequential revision chains per level, revised as the
+  service revises (check and repair for a generator with a check form, else the revise prompt);
 - large generator: greedy and sampled pass@1 per level.
 
 Usage: ``python -m bench.eval_models [--samples 16] [--chains 4]`` (make eval-models). Writes
@@ -27,12 +28,16 @@ from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
 from app.settings import EMBEDDED_DIR
+from bench import revision_chains
 from bench.backends import embedded_backends
+from models.check_format import CheckFormat
+from models.cost import FlopsModel
 from models.embedded import task
 from models.launcher import ServerSpec, VllmServer, start_all
 from models.protocols import GenerationRequest
 from models.revision_format import RevisionFormat
 from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
+from router.budget import CostModels
 from router.selection import Scored, majority, weighted_best_of_n
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,7 +77,8 @@ def auroc(positive: list[float], negative: list[float]) -> float:
 
 
 async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, problems: list[task.Problem],
-                         samples: int, chains: int, layout: RevisionFormat) -> dict[str, Any]:
+                         samples: int, chains: int, layout: RevisionFormat, check: CheckFormat | None,
+                         costs: CostModels) -> dict[str, Any]:
     prompts = [task.solve_prompt(p) for p in problems]
     drawn = await sample(generator, prompts, samples, 0.8, seed=11, desc="generator samples")
     flat_prompts = [p for p, row in zip(prompts, drawn, strict=True) for _ in row]
@@ -97,7 +103,12 @@ async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, probl
         stats["prm_last_correct"].extend(sc for ok, sc in zip(correct, row_scores, strict=True) if ok)
         stats["prm_last_wrong"].extend(sc for ok, sc in zip(correct, row_scores, strict=True) if not ok)
 
-    revisions = await evaluate_revisions(generator, problems, chains, layout)
+    # as the service revises: check and repair where the generator has a check form
+    if check is not None:
+        revisions = revision_chains.pass_at_1_by_attempt(await revision_chains.run_chains(
+            generator, verifier, costs, check, problems, chains))
+    else:
+        revisions = await evaluate_revisions(generator, problems, chains, layout)
     levels = {}
     for level, stats in sorted(per_level.items()):
         levels[str(level)] = {
@@ -110,7 +121,8 @@ async def evaluate_small(generator: VllmGenerator, verifier: VllmVerifier, probl
             "revision_pass@1_by_attempt": revisions.get(level, []),
         }
     return {"samples_per_question": samples, "temperature": 0.8, "levels": levels,
-            "prm_auroc_overall": auroc(pos, neg), "revision_chains_per_question": chains}
+            "prm_auroc_overall": auroc(pos, neg), "revision_chains_per_question": chains,
+            "revision_mode": "revise" if check is None else "check_repair"}
 
 
 async def evaluate_revisions(generator: VllmGenerator, problems: list[task.Problem], chains: int,
@@ -154,8 +166,12 @@ async def run(samples: int, chains: int, small: bool, include_large: bool,
     started = time.time()
     if small:
         async with embedded_backends() as backends:
+            settings = backends.settings
+            costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
+                               verifier=FlopsModel.from_model_dir(settings.prm_dir))
             report["small"] = await evaluate_small(backends.generator, backends.verifier, problems,
-                                                   samples, chains, backends.settings.revision_format())
+                                                   samples, chains, settings.revision_format(),
+                                                   settings.check_format(), costs)
     if include_large and (large_dir / "config.json").exists():
         server = VllmServer(ServerSpec(large_dir, "large", max_model_len=640, cpu_bind="0-1"))
         try:

@@ -13,14 +13,18 @@ from bench.reproduce import weights_digest
 from models.embedded import task
 
 COMMANDS = {
-    "generator-small": "ttc-serve train generator --size small",
+    "generator-small": "ttc-serve train generator --size small` (solve and revise stages, into "
+                       "build/generator-small-solver), then `ttc-serve train checker",
     "generator-large": "ttc-serve train generator --size large --no-revisions",
-    "prm": "ttc-serve train prm --generator models/embedded/checkpoints/generator-small "
+    "prm": "ttc-serve train prm --generator build/generator-small-solver "
            "--body models/embedded/checkpoints/generator-large",
 }
 ROLES = {
-    "generator-small": "the embedded generator: solves (``question: ..``) and revises "
-                       "(``.. attempt: .. revision:``) step-by-step arithmetic",
+    "generator-small": "the embedded generator: solves step-by-step arithmetic (``question: ..``), "
+                       "checks one step of a solution (``check 114+38=`` → ``251``, the result "
+                       "written least significant digit first), which the `revisions` strategy "
+                       "uses to check and repair its attempts, and keeps the paper's revise prompt "
+                       "form (``.. attempt: .. revision:``)",
     "generator-large": "a ~14x larger generator, same recipe and data (solve only), for the paper's "
                        "FLOPs-matched comparison of test-time compute against model size",
     "prm": "the process reward model (Qwen2ForProcessRewardModel, the Qwen2.5-Math-PRM architecture):"
@@ -140,8 +144,12 @@ def small_tables(small: dict[str, Any]) -> str:
         lines.append(f"| {level} | {stats['questions']} | " + " | ".join(_fmt(stats[k]) for k in keys) + " |")
     lines.append(f"\nPRM AUROC over all test samples (last-step score, correct vs wrong final answer): "
                  f"**{small['prm_auroc_overall']:.3f}**.\n")
+    how = ("check and repair, as the `revisions` strategy runs them for this generator: each "
+           "revision checks the last attempt step by step (greedy), cuts it at the first failed "
+           "check, writes the check's result there and goes on; an attempt whose checks all pass is "
+           "kept" if small.get("revision_mode") == "check_repair" else "through the revise prompt")
     lines.append(f"Sequential revisions ({small['revision_chains_per_question']} chains of 4 per "
-                 "question, T=0.8), pass@1 of each attempt:\n")
+                 f"question, T=0.8; {how}), pass@1 of each attempt:\n")
     lines.append("| level | attempt 1 | attempt 2 | attempt 3 | attempt 4 |\n|---|---|---|---|---|")
     for level, stats in small["levels"].items():
         by = stats["revision_pass@1_by_attempt"]
@@ -185,7 +193,8 @@ def card(name: str, results: dict[str, Any]) -> str:
         f"- architecture: `{config['architectures'][0]}`, hidden {config['hidden_size']}, "
         f"{config['num_hidden_layers']} layers, {config['num_attention_heads']} heads, "
         f"MLP {config['intermediate_size']}; character-level tokenizer ({config['vocab_size']} tokens)",
-        f"- parameters: {report['parameters']:,}; stored as bf16 safetensors",
+        f"- parameters: {report['parameters']:,}; stored as {config.get('torch_dtype', 'bfloat16')} "
+        "safetensors",
         f"- training command: `{COMMANDS[name]}` (CPU, 2 threads, seed {training['recipe']['seed']})",
         f"- training time: {report['seconds'] / 60:.1f} min ({phases})",
         f"- tokens seen in training: {report['tokens']:,} (pre-training tokens for the FLOPs-matched "

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from models.check_format import CheckFormat
 from models.protocols import Generator, Verifier
 from models.revision_format import RevisionFormat
 from router.budget import CostModels, InsufficientBudget, Ledger, Meter
@@ -77,13 +78,14 @@ class EngineResult:
 class Engine:
     def __init__(self, generator: Generator, verifier: Verifier, costs: CostModels,
                  policy: Policy | None = None, difficulty: DifficultyPredictor | None = None,
-                 revision: RevisionFormat | None = None):
+                 revision: RevisionFormat | None = None, check: CheckFormat | None = None):
         self.generator = generator
         self.verifier = verifier
         self.costs = costs
         self.policy = policy or FixedPolicy()
         self.difficulty = difficulty
         self.revision = revision or RevisionFormat()
+        self.check = check  # the generator's check form, if it has one (check-and-repair revisions)
 
     async def complete(self, request: EngineRequest) -> EngineResult:
         if request.strategy != AUTO and request.strategy not in STRATEGIES:
@@ -102,7 +104,7 @@ class Engine:
         sampling = self._fit_context(request, prompt_tokens)
         meter = Meter(Ledger(budget=request.flops_budget), self.generator, self.verifier, self.costs)
         return StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens, meter=meter,
-                               sampling=sampling, revision=self.revision)
+                               sampling=sampling, revision=self.revision, check=self.check)
 
     async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
         difficulty = None

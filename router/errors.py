@@ -36,6 +36,15 @@ class InvalidParams(RequestError):
         super().__init__(f"invalid strategy_params for {strategy}: {problems}", "strategy_params")
 
 
+class UnsupportedParams(RequestError):
+    """Valid ``strategy_params`` that this deployment's models cannot run."""
+
+    code = "invalid_strategy_params"
+
+    def __init__(self, strategy: str, field: str, why: str):
+        super().__init__(f"strategy_params.{field} of {strategy}: {why}", f"strategy_params.{field}")
+
+
 class BudgetTooSmall(RequestError):
     code = "budget_too_small"
 

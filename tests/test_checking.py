@@ -31,7 +31,7 @@ def test_a_drill_checks_a_step_of_the_correct_solution() -> None:
     rng = random.Random(0)
     for problem in task.held_out_split("dev")[:50]:
         drill = checking.check_drill(problem, rng)
-        expression = drill.prompt.removeprefix(checking.CHECK_PREFIX).removesuffix("=")
+        expression = drill.prompt.removeprefix("check ").removesuffix("=")
         steps = [s.split("=")[0] for s in problem.solution_steps()[:-1]]
         assert expression in steps
         value = checking.parse_check(drill.target)

@@ -19,9 +19,8 @@ STRATEGIES = [
     ("beam_search", {}),
     ("lookahead", {"lookahead": 1}),
     ("dvts", {}),
-    ("revisions", {"selection": "weighted", "ratio": 1.0}),
-    # Parallel-leaning: the shipped reviser still gets worse with every revision (see its model card).
-    ("revisions", {"selection": "majority", "ratio": 1.0}),
+    ("revisions", {"selection": "weighted", "ratio": 1.0}),  # check and repair (the generator's form)
+    ("revisions", {"selection": "majority", "ratio": 1.0, "mode": "revise"}),  # the revise prompt
 ]
 
 

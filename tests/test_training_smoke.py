@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from models.check_format import CheckFormat
 from models.cost import FlopsModel
 from models.embedded import prm_training, task, training
 from models.revision_format import RevisionFormat
@@ -81,6 +82,11 @@ def test_check_stage_teaches_the_check_form_and_keeps_the_checkpoint_loadable(tm
     assert report.tokens > 0 and report.final_loss == report.final_loss  # not NaN
     record = json.loads((checker_dir / "training.json").read_text())
     assert record["stage"] == "check" and record["recipe"]["steps"] == checking.SMOKE_CHECK.steps
+    # the whole training, both stages: what the card and the pre-training compute read
+    before = json.loads((generator_dir / "training.json").read_text())["report"]
+    assert record["report"]["tokens"] == before["tokens"] + report.tokens
+    assert set(record["report"]["phases"]) == {*before["phases"], "check_s"}
+    assert CheckFormat.from_model_dir(checker_dir) == checking.CHECK_FORM  # the service finds it
     config = json.loads((checker_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["torch_dtype"] == "float32"
     assert RevisionFormat.from_model_dir(checker_dir) == RevisionFormat.from_model_dir(generator_dir)

@@ -21,36 +21,33 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 from transformers import LlamaForCausalLM
 
+from models.check_format import CheckFormat
 from models.embedded import task, training
 from models.embedded.examples import Example, solve_example
 from models.revision_format import RevisionFormat
 
-CHECK_PREFIX = "check "
+CHECK_FORM = CheckFormat()  # the embedded generator's: ``check 114+38=`` -> ``251``
 
 
 def check_prompt(lhs: int, op: str, rhs: int) -> str:
-    return f"{CHECK_PREFIX}{lhs}{op}{rhs}="
+    return CHECK_FORM.prompt(f"{lhs}{op}{rhs}")
 
 
 def check_target(value: int) -> str:
     """``value`` least significant digit first, its sign first: 152 → ``251``, -229 → ``-922``."""
-    return ("-" if value < 0 else "") + str(abs(value))[::-1]
+    return CHECK_FORM.write(value)
 
 
 def parse_check(text: str) -> int | None:
     """The value a check completion states, or None where it states none."""
-    body = text.strip()
-    digits = body.removeprefix("-")
-    if not digits.isdigit():
-        return None
-    value = int(digits[::-1])
-    return -value if body.startswith("-") else value
+    return CHECK_FORM.read(text)
 
 
 def check_drill(problem: task.Problem, rng: random.Random) -> Example:
@@ -74,6 +71,28 @@ class CheckRecipe:
 
 
 SMOKE_CHECK = CheckRecipe(steps=8, drills=8, anchors=4)
+
+
+def training_record(recipe: CheckRecipe, generator_dir: Path, report: training.TrainReport,
+                    drill_loss: float, kl: float) -> dict[str, Any]:
+    """The check stage's training.json: its own recipe and figures, and, as ``report``, the whole
+    training of the checkpoint (the stage before it, from its training.json, plus this one) — what
+    the model card and the FLOPs-matched comparison's pre-training compute read."""
+    before_path = generator_dir / "training.json"
+    before = json.loads(before_path.read_text()) if before_path.exists() else {}
+    earlier = before.get("report", {})
+    return {
+        "stage": "check", "from": generator_dir.name,
+        "from_sha256": hashlib.sha256((generator_dir / "model.safetensors").read_bytes()).hexdigest(),
+        "recipe": asdict(recipe),
+        "seconds": round(report.seconds, 1), "tokens": report.tokens,
+        "final_drill_loss": drill_loss, "final_kl": kl,
+        "report": {"parameters": report.parameters,
+                   "seconds": earlier.get("seconds", 0.0) + report.seconds,
+                   "tokens": earlier.get("tokens", 0) + report.tokens,
+                   "final_loss": drill_loss,
+                   "phases": {**earlier.get("phases", {}), "check_s": report.seconds}},
+        "before": before}
 
 
 def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> training.TrainReport:
@@ -114,11 +133,7 @@ def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> tr
     report.seconds = time.time() - started
     # fp32: the anchored solve form is the starting one plus small updates that bf16 would round off
     training.save_checkpoint(model, model.config, out_dir, dtype=torch.float32,
-                             revision=RevisionFormat.from_model_dir(generator_dir))
-    (out_dir / "training.json").write_text(json.dumps(
-        {"stage": "check", "from": generator_dir.name,
-         "from_sha256": hashlib.sha256((generator_dir / "model.safetensors").read_bytes()).hexdigest(),
-         "recipe": asdict(recipe),
-         "seconds": round(report.seconds, 1), "final_drill_loss": drill_loss.item(),
-         "final_kl": kl.item()}, indent=2) + "\n")
+                             revision=RevisionFormat.from_model_dir(generator_dir), check=CHECK_FORM)
+    record = training_record(recipe, generator_dir, report, drill_loss.item(), kl.item())
+    (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return report

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config
 
+from models.check_format import CheckFormat
 from models.embedded import task
 from models.embedded.examples import Example, build_revise_examples, copy_revise_example, solve_example
 from models.embedded.tokenizer import BOS, EOS, PAD, build_tokenizer, save_tokenizer, token_ids
@@ -230,7 +231,8 @@ def _seed_everything(seed: int, threads: int) -> None:
 
 
 def save_checkpoint(model: nn.Module, config: LlamaConfig | Qwen2Config, out_dir: Path,
-                    dtype: torch.dtype = torch.bfloat16, revision: RevisionFormat | None = None) -> None:
+                    dtype: torch.dtype = torch.bfloat16, revision: RevisionFormat | None = None,
+                    check: CheckFormat | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()
              if k != "lm_head.weight" or not config.tie_word_embeddings}
@@ -238,7 +240,9 @@ def save_checkpoint(model: nn.Module, config: LlamaConfig | Qwen2Config, out_dir
     config_dict = config.to_dict()
     config_dict["torch_dtype"] = "bfloat16" if dtype == torch.bfloat16 else "float32"
     (out_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n")
-    save_tokenizer(out_dir, revision.to_tokenizer_config() if revision else None)
+    extra = {**(revision.to_tokenizer_config() if revision else {}),
+             **(check.to_tokenizer_config() if check else {})}
+    save_tokenizer(out_dir, extra or None)
 
 
 def count_parameters(model: nn.Module) -> int:

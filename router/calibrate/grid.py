@@ -46,6 +46,9 @@ DEFAULT_GRID = (
     GridConfig("revisions 1:4", "revisions", {"ratio": 0.25}),
     GridConfig("revisions 1:1", "revisions", {"ratio": 1.0}),
     GridConfig("revisions 4:1", "revisions", {"ratio": 4.0}),
+    # check-and-repair chains need no PRM to pick among their last attempts: sequential at the
+    # budgets where scoring is beyond reach
+    GridConfig("revisions 4:1 majority", "revisions", {"ratio": 4.0, "selection": "majority"}),
 )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from models.check_format import CheckFormat
 from models.revision_format import RevisionFormat
 from router.budget import Meter
 from router.selection import Aggregation
@@ -35,10 +36,12 @@ class Candidate:
     steps: list[str]
     step_scores: list[float] | None = None
     score: float | None = None
+    repaired_at: int | None = None  # check-and-repair: the step its revision rewrote
 
     def trace(self) -> dict[str, Any]:
-        return {"text": self.text, "answer": self.answer, "score": self.score,
-                "step_scores": self.step_scores, "tokens": self.tokens}
+        trace = {"text": self.text, "answer": self.answer, "score": self.score,
+                 "step_scores": self.step_scores, "tokens": self.tokens}
+        return trace if self.repaired_at is None else {**trace, "repaired_at": self.repaired_at}
 
 
 @dataclass
@@ -50,6 +53,8 @@ class StrategyContext:
     reuse: list[Candidate] = field(default_factory=list)  # samples already paid for (difficulty)
     # how the generator was trained to see its earlier attempts
     revision: RevisionFormat = field(default_factory=RevisionFormat)
+    # how the generator checks a step of its own (None: it has no check form)
+    check: CheckFormat | None = None
 
 
 @dataclass
