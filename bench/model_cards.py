@@ -35,24 +35,31 @@ ROLES = {
 
 KNOWN_LIMITS = {
     "generator-small": (
-        "- **The reviser does not improve on its first attempt; it makes it worse** (the table "
-        "above: level 2 0.32 → 0.03 over four attempts). Half of its revise examples show its own "
-        "attempts as drawn (right or wrong, target the correct solution), half follow the paper "
-        "(wrong attempts only). Read side by side, a revision copies an attempt and changes a digit "
-        "(`84-15=69` → `84-15=79`), and the revise form does not read its attempts: with the "
-        "correct solution as the only attempt its NLL of that solution is 7.0 nats against 2.5 "
-        "with none. So `revisions` is, here, a parallel strategy with a costlier prompt whose "
-        "later attempts are worse.\n"
-        "- The best candidate found, `ttc-serve train generator --size small-attempts-first` "
-        "(attempts first, the question last; 31.6 min), solves better and its chains are flat "
-        "(test, attempt 1 → 4, levels 2 / 3 / 4: 0.425 → 0.438 / 0.410 → 0.396 / 0.248 → 0.215; "
-        "pass@1 0.990 / 0.424 / 0.397 / 0.235 / 0.001) but still does not beat its first attempt "
-        "on levels 3–4, and it breaks the difficulty-spread requirement on level 2 (coverage@16 "
-        "0.808 < 2 × 0.424), so it is not shipped. What was tried over thirteen sessions, with "
-        "every figure, and why we read it as a limit of a reviser that cannot verify its attempts "
-        "at this size: `docs/reviser.md`.\n"
+        "- **Its revisions are check and repair, not the paper's revise prompt.** The model checks "
+        "each step of its attempt (the check form above); the service compares the check with the "
+        "written result, cuts the attempt at the first disagreement, writes the check's result "
+        "there and lets the model go on. No ground truth is used anywhere, and every check is in "
+        "the FLOPs account, but the reading of the attempt is the procedure's, not the model's: "
+        "read in context, by the revise prompt (`strategy_params.mode = \"revise\"`, still in the "
+        "checkpoint), its revisions make the answer worse (the solve-and-revise stage, test, "
+        "attempt 1 → 4: 0.317 → 0.027 / 0.279 → 0.017 / 0.148 → 0.023 on levels 2 / 3 / 4). "
+        "Twenty rows of what was tried before, with every figure: `docs/reviser.md`.\n"
+        "- The check stage is fine-tuning with a KL anchor to the solve-and-revise stage on correct "
+        "solutions, which holds the first attempts where they were (pass@1 above against that "
+        "stage's 0.982 / 0.331 / 0.320 / 0.147 / 0.004), so the difficulty spread stays; without "
+        "the anchor the drills also made a better solver (level 2 pass@1 0.53, which breaks "
+        "coverage@16 ≥ 2 × pass@1).\n"
+        "- A check is one greedy completion: exact for 0.99 of the steps of first attempts on dev, "
+        "and it flags ≤ 0.5% of valid steps (`python -m bench.check_repair_probe`). A wrong check "
+        "of a valid step sends a right attempt down a wrong path; a check that misses a slip keeps "
+        "a wrong attempt (that chain then stops).\n"
+        "- Training takes 40 min on 2 cores, over the ~30 min the issue asks of a generator: 27 "
+        "min for the solve and revise stages, 13 for the check stage (2,000 check steps, 6.7 min, "
+        "give dev chains of 0.36 → 0.72 / 0.27 → 0.65 / 0.18 → 0.26 instead of 0.35 → 0.90 / "
+        "0.28 → 0.86 / 0.19 → 0.74).\n"
         "- Level 5 (7 operations) is one operation beyond every training question; its pass@1 "
-        "(0.004) measures that as much as the model's arithmetic."),
+        "(0.000, coverage@16 0.000) measures that as much as the model's arithmetic, and leaves "
+        "the PRM no right sample there to rank (its AUROC is undefined)."),
     "generator-large": (
         "- It saw exactly the training stream of the small generator's solve phase (1,500 steps of "
         "64 questions, same seed), at a lower learning rate and in bf16 autocast with fp32 master "
@@ -199,7 +206,9 @@ def card(name: str, results: dict[str, Any]) -> str:
         f"- training time: {report['seconds'] / 60:.1f} min ({phases})",
         f"- tokens seen in training: {report['tokens']:,} (pre-training tokens for the FLOPs-matched "
         "comparison)",
-        f"- recipe: `{json.dumps(training['recipe'])}`",
+        f"- recipe: `{json.dumps(training['recipe'])}`" + (
+            f"; the stage before it: `{json.dumps(training['before']['recipe'])}`"
+            if "before" in training else ""),
     ]
     parts += reproduced(name, directory)
     if "labels" in training:
