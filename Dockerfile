@@ -7,6 +7,9 @@ COPY pyproject.toml README.md ./
 COPY app app
 COPY router router
 COPY models models
+COPY training training
+# ttc_serve/ links the folders above as the one installed package (pyproject.toml says why)
+COPY ttc_serve ttc_serve
 RUN pip install --no-cache-dir . && useradd --create-home ttc
 USER ttc
 ENV TTC_HOST=0.0.0.0 TTC_PORT=8000 \

@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures clean
 
 install: $(VENV)/.installed
 
@@ -26,16 +26,18 @@ test: install
 	$(PY) -m pytest -q tests
 
 lint: install
-	$(VENV)/bin/ruff check app router models tests bench
-	$(VENV)/bin/mypy app router models
+	$(VENV)/bin/ruff check app router models training tests bench
+	$(VENV)/bin/mypy -p ttc_serve
 
 # Held-out benchmark (test split): auto (difficulty charged) vs every fixed strategy vs best-of-N.
 bench: install
 	$(VENV)/bin/ttc-serve bench
+	$(PY) -m bench.readme_figures
 
 # The paper's §7: small + auto against the ~14x generator greedy at matched total FLOPs.
 bench-exchange: install
-	$(VENV)/bin/ttc-serve exchange
+	$(PY) -m bench.exchange
+	$(PY) -m bench.readme_figures
 
 bench-overhead: install
 	$(PY) -m bench.overhead
@@ -44,12 +46,19 @@ bench-overhead: install
 # policy fitted from it; resumable.
 calibrate: install
 	$(VENV)/bin/ttc-serve calibrate
+	$(PY) -m bench.readme_figures
 
 bench-strategies: calibrate
 
 eval-models: install
 	$(PY) -m bench.eval_models
 	$(PY) -m bench.model_cards
+	$(PY) -m bench.readme_figures
+
+# The README's figures and the model cards, regenerated from the committed results (a test checks them).
+figures: install
+	$(PY) -m bench.model_cards
+	$(PY) -m bench.readme_figures
 
 # Rebuild the shipped checkpoints (CPU, deterministic from the seed). The small generator's solve and
 # revise stages go to build/generator-small-solver; the PRM rolls out from it and reads

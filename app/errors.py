@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.vllm_http import BackendError
-from router.errors import DeadlineExceeded, RequestError
+from ttc_serve.models.vllm_http import BackendError
+from ttc_serve.router.errors import DeadlineExceeded, RequestError
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from app.errors import install_error_handlers
-from app.metrics import Metrics
-from app.routes import api, ops
-from app.settings import Settings
-from app.state import service_state
+from ttc_serve.app.errors import install_error_handlers
+from ttc_serve.app.metrics import Metrics
+from ttc_serve.app.routes import api, ops
+from ttc_serve.app.settings import Settings
+from ttc_serve.app.state import service_state
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from router.engine import EngineResult
+from ttc_serve.router.engine import STRATEGY_NAMES, EngineResult
 
 _FLOPS_BUCKETS = tuple(10.0**e for e in range(6, 19))
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -62,7 +62,10 @@ class Metrics:
             self.difficulty.observe(outcome.difficulty.score)
 
     def observe_failure(self, strategy: str, status: int) -> None:
-        self.requests.labels(strategy, "none", str(status)).inc()
+        # the client's own string: a label value only if it names a strategy, so that made-up names
+        # cannot grow the series without bound
+        label = strategy if strategy in STRATEGY_NAMES else "unknown"
+        self.requests.labels(label, "none", str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

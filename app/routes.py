@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import serving
-from app.errors import ApiError
-from app.protocol import (
+from ttc_serve.app import serving
+from ttc_serve.app.errors import ApiError
+from ttc_serve.app.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
@@ -21,7 +21,7 @@ from app.protocol import (
     ModelCard,
     ModelList,
 )
-from app.state import ServiceState
+from ttc_serve.app.state import ServiceState
 
 
 def get_state(request: Request) -> ServiceState:

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import Request
 
-from app.errors import ApiError
-from app.protocol import (
+from ttc_serve.app.errors import ApiError
+from ttc_serve.app.protocol import (
     ChatChoice,
     ChatChoiceMessage,
     ChatCompletionRequest,
@@ -23,11 +24,10 @@ from app.protocol import (
     DifficultyInfo,
     Usage,
 )
-from app.state import ServiceState
-from models.vllm_http import BackendError
-from router.engine import EngineRequest, EngineResult
-from router.errors import DeadlineExceeded, RequestError
-from router.strategies.base import SamplingConfig
+from ttc_serve.app.state import ServiceState
+from ttc_serve.models.vllm_http import BackendError
+from ttc_serve.router.engine import EngineRequest, EngineResult
+from ttc_serve.router.errors import DeadlineExceeded, RequestError
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's "client closed request", for metrics only
@@ -51,15 +51,18 @@ async def admitted(state: ServiceState) -> AsyncIterator[None]:
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work``; if the client goes away first, cancel it (and with it every backend call)."""
+    """Run ``work``; if the client goes away first, cancel it (and with it every backend call).
+
+    The disconnect comes from the ASGI receive channel, as in vLLM's ``with_cancellation``: once the
+    body is read, the server's next message is ``http.disconnect``, sent the moment the socket
+    closes. Polling ``is_disconnected()`` instead wakes every request every interval and still
+    finds a disconnect up to an interval late."""
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
-        while not task.done():
-            if await request.is_disconnected():
-                task.cancel()
-                return
-            await asyncio.sleep(0.1)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
 
     watcher = asyncio.ensure_future(watch())
     try:
@@ -83,12 +86,14 @@ def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletio
     if budget > settings.max_flops_budget:
         raise RequestError(f"flops_budget {budget:.4g} is over this deployment's limit of "
                            f"{settings.max_flops_budget:.4g}", "flops_budget")
-    sampling = SamplingConfig(
-        temperature=settings.default_temperature if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
-        max_tokens=body.max_tokens or settings.default_max_tokens,
-        seed=body.seed, step_delimiter=settings.step_delimiter,
-        max_samples_per_call=settings.max_samples_per_call)
+    # the deployment's defaults (app.wiring), overridden by what the request sets
+    defaults = state.engine.sampling
+    sampling = replace(
+        defaults,
+        temperature=defaults.temperature if body.temperature is None else body.temperature,
+        top_p=defaults.top_p if body.top_p is None else body.top_p,
+        max_tokens=body.max_tokens or defaults.max_tokens,
+        seed=defaults.seed if body.seed is None else body.seed)
     return EngineRequest(prompt=prompt, flops_budget=budget, strategy=body.strategy,
                          strategy_params=body.strategy_params, sampling=sampling,
                          deadline_s=settings.request_timeout_s)
@@ -101,7 +106,7 @@ def _compute(outcome: EngineResult, with_trace: bool) -> Compute:
         difficulty=None if difficulty is None else DifficultyInfo(
             score=difficulty.score, bin=difficulty.bin, samples=difficulty.samples),
         flops_budget=ledger.budget, flops_used=ledger.used, flops=dict(ledger.spent),
-        samples=result.samples, finish_reason=result.outcome,
+        samples=result.samples, finish_reason=result.compute_finish_reason,
         generated_tokens=ledger.generated_tokens, scored_tokens=ledger.scored_tokens,
         backend_calls={"generate": ledger.generate_calls, "score": ledger.score_calls},
         trace=result.trace if with_trace else None, calls=ledger.calls if with_trace else None)
@@ -138,7 +143,8 @@ async def complete(state: ServiceState, request: Request, body: CompletionReques
         outcome = await _run(state, request, _engine_request(state, body, body.prompt_text()))
     return CompletionResponse(
         model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
-        choices=[CompletionChoice(text=outcome.result.text, finish_reason=outcome.result.finish_reason)])
+        choices=[CompletionChoice(text=outcome.result.text,
+                                  finish_reason=outcome.result.choice_finish_reason)])
 
 
 async def chat(state: ServiceState, request: Request, body: ChatCompletionRequest) -> ChatCompletionResponse:
@@ -150,4 +156,4 @@ async def chat(state: ServiceState, request: Request, body: ChatCompletionReques
     return ChatCompletionResponse(
         model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
         choices=[ChatChoice(message=ChatChoiceMessage(content=outcome.result.text),
-                            finish_reason=outcome.result.finish_reason)])
+                            finish_reason=outcome.result.choice_finish_reason)])

@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.check_format import CheckFormat
-from models.revision_format import RevisionFormat, check_template
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.revision_format import RevisionFormat, validate_revision_template
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
 EMBEDDED_POLICY = EMBEDDED_DIR.parent / "policy.json"
@@ -43,6 +43,7 @@ class Settings(BaseSettings):
         True, description="revisions check and repair where the generator checkpoint has a check "
                           "form (models/check_format.py); false: they always use the revise prompt")
     backend_timeout_s: float = Field(120.0, gt=0, le=3600)
+    backend_connect_timeout_s: float = Field(5.0, gt=0, le=600)
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
     prm_cpu_bind: str = "1"
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
     @field_validator("revision_template")
     @classmethod
     def _revision_template(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value)
+        return None if value is None else validate_revision_template(value)
 
     def revision_format(self) -> RevisionFormat:
         """The revise prompt layout: what is set here over the generator checkpoint's own."""

@@ -27,18 +27,16 @@ import typer
 from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
-from app.settings import EMBEDDED_DIR
 from bench import revision_chains
-from bench.backends import embedded_backends
-from models.check_format import CheckFormat
-from models.cost import FlopsModel
-from models.embedded import task
-from models.launcher import ServerSpec, VllmServer, start_all
-from models.protocols import GenerationRequest
-from models.revision_format import RevisionFormat
-from models.vllm_http import HttpBackendConfig, VllmGenerator, VllmVerifier
-from router.budget import CostModels
-from router.selection import Scored, majority, weighted_best_of_n
+from ttc_serve.app import wiring
+from ttc_serve.app.settings import EMBEDDED_DIR, Settings
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.embedded import task
+from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.models.revision_format import RevisionFormat
+from ttc_serve.models.vllm_http import VllmGenerator, VllmVerifier
+from ttc_serve.router.budget import CostModels
+from ttc_serve.router.selection import Scored, majority, weighted_best_of_n
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 48
@@ -164,23 +162,16 @@ async def run(samples: int, chains: int, small: bool, include_large: bool,
     problems = task.held_out_split("test")
     report: dict[str, Any] = {"split": "test", "questions": len(problems)}
     started = time.time()
+    # the embedded models as the settings configure them, on servers of their own
+    settings = wiring.offline(Settings(generator_url=None, prm_url=None))
     if small:
-        async with embedded_backends() as backends:
-            settings = backends.settings
-            costs = CostModels(generator=FlopsModel.from_model_dir(settings.generator_dir),
-                               verifier=FlopsModel.from_model_dir(settings.prm_dir))
-            report["small"] = await evaluate_small(backends.generator, backends.verifier, problems,
+        async with wiring.backend_pairs(settings) as (pair,):
+            report["small"] = await evaluate_small(pair.generator, pair.verifier, problems,
                                                    samples, chains, settings.revision_format(),
-                                                   settings.check_format(), costs)
+                                                   settings.check_format(), wiring.cost_models(settings))
     if include_large and (large_dir / "config.json").exists():
-        server = VllmServer(ServerSpec(large_dir, "large", max_model_len=640, cpu_bind="0-1"))
-        try:
-            await start_all([server], 300)
-            large = VllmGenerator(HttpBackendConfig(server.base_url, "large", 640, timeout_s=900))
+        async with wiring.checkpoint_generator(settings, large_dir, "large", settings.max_model_len) as large:
             report["large"] = await evaluate_large(large, problems)
-            await large.aclose()
-        finally:
-            server.stop()
     report["seconds"] = time.time() - started
     return report
 

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.settings import EMBEDDED_DIR
 from bench.eval_models import RESULTS
 from bench.reproduce import weights_digest
-from models.embedded import task
+from ttc_serve.app.settings import EMBEDDED_DIR
+from ttc_serve.models.embedded import task
 
 COMMANDS = {
     "generator-small": "ttc-serve train generator --size small` (solve and revise stages, into "
@@ -50,10 +50,10 @@ KNOWN_LIMITS = {
         "the anchor the drills also made a better solver (level 2 pass@1 0.53, which breaks "
         "coverage@16 ≥ 2 × pass@1).\n"
         "- A check is one greedy completion: exact for 0.99 of the steps of first attempts on dev, "
-        "and it flags ≤ 0.5% of valid steps (`python -m bench.check_repair_probe`). A wrong check "
+        "and it flags ≤ 0.5% of valid steps (`docs/reviser.md`). A wrong check "
         "of a valid step sends a right attempt down a wrong path; a check that misses a slip keeps "
         "a wrong attempt (that chain then stops).\n"
-        "- Training takes 40 min on 2 cores, over the ~30 min the issue asks of a generator: 27 "
+        "- Training takes 40 min on 2 cores, over the ~30 min a generator's recipe is meant to take: 27 "
         "min for the solve and revise stages, 13 for the check stage (2,000 check steps, 6.7 min, "
         "give dev chains of 0.36 → 0.72 / 0.27 → 0.65 / 0.18 → 0.26 instead of 0.35 → 0.90 / "
         "0.28 → 0.86 / 0.19 → 0.74).\n"
@@ -78,7 +78,7 @@ KNOWN_LIMITS = {
         "- vLLM must serve it with the generator's tokenizer (`--tokenizer models/embedded/"
         "checkpoints/generator-small`, as `models/embedded/serving.py` does): for a qwen2 config "
         "transformers loads this tokenizer as `Qwen2Tokenizer`, which drops every space and "
-        "newline. Every PRM figure measured before session 7 went through that bug.\n"
+        "newline.\n"
         "- Level 5 (7 operations) is beyond every training question of both generators; there the "
         "score mostly says that the question is hard."),
 }
@@ -182,8 +182,8 @@ def reproduced(name: str, checkpoint: Path, verdicts: Path = RESULTS / "reproduc
         return [f"- reproduced: the training command above, re-run from scratch into another "
                 f"directory (as `make reproduce` does), gave byte-identical weights (sha256 "
                 f"{facts['rebuilt_sha256'][:12]}…) on the same kind of CPU; another CPU's float "
-                f"kernels give other weights (seen in session 11: an AVX-512 Xeon against an AMD "
-                f"EPYC without AVX-512)"]
+                f"kernels give other weights (an AVX-512 Xeon and an AMD EPYC without AVX-512 "
+                f"differ)"]
     return ["- reproduced: a re-run of the training command gave different weights; its tables "
             "against the shipped ones are in `bench/results/reproduce.json`"]
 

@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import typer
 
-from bench.backends import embedded_backends
-from models.launcher import free_port
-from router.selection import split_steps
+from ttc_serve.app import wiring
+from ttc_serve.app.settings import Settings
+from ttc_serve.models.launcher import free_port
+from ttc_serve.router.selection import split_steps
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "question: 37+58-12+4\n"
@@ -54,9 +55,9 @@ async def measure(n: int, repeats: int) -> dict[str, Any]:
     port = free_port()
     t_direct: list[float] = []
     t_service: list[float] = []
-    async with embedded_backends() as backends:
-        settings = backends.settings
-        gen, prm = backends.generator_server.base_url, backends.prm_server.base_url
+    settings = wiring.offline(Settings(generator_url=None, prm_url=None))
+    async with wiring.backend_pairs(settings) as (pair,):
+        gen, prm = pair.generator.config.base_url, pair.verifier.config.base_url
         env = dict(os.environ, TTC_GENERATOR_URL=gen, TTC_PRM_URL=prm, TTC_PORT=str(port))
         service = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "ttc-serve"), "serve", env=env,

@@ -20,8 +20,8 @@ from typing import Any
 
 import typer
 
-from app.settings import EMBEDDED_DIR
 from bench.eval_models import RESULTS
+from ttc_serve.app.settings import EMBEDDED_DIR
 
 CHECKPOINTS = ("generator-small", "prm", "generator-large")
 RATES = ("pass@1", "coverage@16", "majority@16", "best_of_16_weighted")

@@ -1,7 +1,6 @@
 """Check-and-repair revision chains of held-out questions, run by the service's own code
 (``router/strategies/check_repair.py``) on a vLLM server: what ``bench.eval_models`` reports as the
-reviser's pass@1 by attempt for a generator with a check form, and what ``bench.check_repair_probe``
-breaks down.
+reviser's pass@1 by attempt for a generator with a check form.
 
 Each question gets ``chains`` first attempts (T = 0.8) and then ``length - 1`` check-and-repair
 revisions of each chain; a chain whose last attempt passed every check keeps it (its later attempts
@@ -16,13 +15,13 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from models.check_format import CheckFormat
-from models.embedded import task
-from models.protocols import GenerationRequest, Generator, Verifier
-from router.budget import CostModels, Ledger, Meter
-from router.selection import extract_answer, split_steps
-from router.strategies.base import Candidate, SamplingConfig, StrategyContext
-from router.strategies.check_repair import CheckAndRepair
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.embedded import task
+from ttc_serve.models.protocols import GenerationRequest, Generator, Verifier
+from ttc_serve.router.budget import CostModels, Ledger, Meter
+from ttc_serve.router.selection import extract_answer, split_steps
+from ttc_serve.router.strategies.base import Candidate, SamplingConfig, StrategyContext
+from ttc_serve.router.strategies.check_repair import CheckAndRepair
 
 MAX_TOKENS = 192  # as bench.eval_models samples
 CONCURRENT_QUESTIONS = 24

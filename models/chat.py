@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from models.tokenizer_config import read_tokenizer_config
+from ttc_serve.models.tokenizer_config import read_tokenizer_config
 
 
 class ChatTemplate:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from models.tokenizer_config import read_tokenizer_config
+from ttc_serve.models.tokenizer_config import read_tokenizer_config
 
 EXPRESSION = "{expression}"
 DIGITS = ("reversed", "as_written")

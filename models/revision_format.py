@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.tokenizer_config import read_tokenizer_config
+from ttc_serve.models.tokenizer_config import read_tokenizer_config
 
 PROMPT, ATTEMPTS = "{prompt}", "{attempts}"
 
 
-def check_template(template: str) -> str:
+def validate_revision_template(template: str) -> str:
     """A template names ``{prompt}`` and ``{attempts}`` once each (other text is literal)."""
     for field in (PROMPT, ATTEMPTS):
         if template.count(field) != 1:
@@ -31,7 +31,7 @@ class RevisionFormat:
     attempt_prefix: str = "attempt:\n"
 
     def __post_init__(self) -> None:
-        check_template(self.template)
+        validate_revision_template(self.template)
 
     def render(self, prompt: str, attempts: Sequence[Sequence[str]]) -> str:
         """The revise prompt for ``prompt`` and its earlier attempts, each given as its steps."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from models.protocols import (
+from ttc_serve.models.protocols import (
     Completion,
     GenerationRequest,
     GenerationResult,

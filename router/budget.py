@@ -10,8 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from models.cost import FlopsModel
-from models.protocols import GenerationRequest, GenerationResult, Generator, Verifier, VerifierResult
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.protocols import (
+    GenerationRequest,
+    GenerationResult,
+    Generator,
+    Verifier,
+    VerifierResult,
+)
 
 ACCOUNTS = ("generator", "verifier", "difficulty")
 

@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from router.engine import Difficulty
-from router.strategies.base import StrategyContext
-from router.strategies.sampling import draw
+from ttc_serve.router.strategies.base import Candidate, StrategyContext
+from ttc_serve.router.strategies.sampling import draw
 
 BINS = 5
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """A prompt's predicted difficulty: the score, its bin, and the samples it drew (reused by the
+    strategy, since they are paid for)."""
+
+    score: float
+    bin: int
+    samples: int
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+class DifficultyPredictor(Protocol):
+    async def predict(self, ctx: StrategyContext) -> Difficulty: ...
 
 
 def bin_of(score: float, thresholds: Sequence[float]) -> int:

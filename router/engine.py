@@ -1,59 +1,37 @@
 """The engine: one completion request -> budget ledger -> (difficulty) -> strategy -> result.
 
-Seams for what comes next: ``difficulty`` (a predictor that spends from the same ledger and hands
-its samples to the strategy) and ``policy`` (maps a difficulty bin and the remaining budget to a
-strategy and its parameters). Until a calibrated policy ships, ``auto`` runs best-of-N weighted.
+``auto`` asks the policy which strategy fits the remaining budget; where the policy's choice depends
+on the prompt's difficulty, the difficulty predictor first spends from the same ledger and hands its
+samples to the chosen strategy.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 from pydantic import ValidationError
 
-from models.check_format import CheckFormat
-from models.protocols import Generator, Verifier
-from models.revision_format import RevisionFormat
-from router.budget import CostModels, InsufficientBudget, Ledger, Meter
-from router.errors import BudgetTooSmall, DeadlineExceeded, InvalidParams, PromptTooLong, UnknownStrategy
-from router.strategies import STRATEGIES
-from router.strategies.base import Candidate, SamplingConfig, StrategyContext, StrategyResult, parse_params
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.protocols import Generator, Verifier
+from ttc_serve.models.revision_format import RevisionFormat
+from ttc_serve.router.budget import CostModels, InsufficientBudget, Ledger, Meter
+from ttc_serve.router.difficulty import Difficulty, DifficultyPredictor
+from ttc_serve.router.errors import (
+    BudgetTooSmall,
+    DeadlineExceeded,
+    InvalidParams,
+    PromptTooLong,
+    UnknownStrategy,
+)
+from ttc_serve.router.policy import FixedPolicy, Policy
+from ttc_serve.router.strategies import STRATEGIES
+from ttc_serve.router.strategies.base import SamplingConfig, StrategyContext, StrategyResult, parse_params
 
 AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class Difficulty:
-    score: float
-    bin: int
-    samples: int
-    candidates: list[Candidate] = field(default_factory=list)
-
-
-class DifficultyPredictor(Protocol):
-    async def predict(self, ctx: StrategyContext) -> Difficulty: ...
-
-
-class Policy(Protocol):
-    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]: ...
-
-    def depends_on_difficulty(self, budget: float) -> bool: ...
-
-
-@dataclass(frozen=True)
-class FixedPolicy:
-    """The policy until a calibrated one exists: one strategy for every bin and budget."""
-
-    strategy: str = "best_of_n"
-
-    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]:
-        return self.strategy, {}
-
-    def depends_on_difficulty(self, budget: float) -> bool:
-        return False
+STRATEGY_NAMES = (AUTO, *STRATEGIES)
 
 
 @dataclass(frozen=True)
@@ -62,7 +40,7 @@ class EngineRequest:
     flops_budget: float
     strategy: str = AUTO
     strategy_params: Mapping[str, Any] | None = None
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: SamplingConfig | None = None  # None: the engine's defaults
     deadline_s: float | None = None
 
 
@@ -77,19 +55,22 @@ class EngineResult:
 
 class Engine:
     def __init__(self, generator: Generator, verifier: Verifier, costs: CostModels,
-                 policy: Policy | None = None, difficulty: DifficultyPredictor | None = None,
-                 revision: RevisionFormat | None = None, check: CheckFormat | None = None):
+                 policy: Policy | None = None, difficulty_predictor: DifficultyPredictor | None = None,
+                 revision: RevisionFormat | None = None, check: CheckFormat | None = None,
+                 sampling: SamplingConfig | None = None):
         self.generator = generator
         self.verifier = verifier
         self.costs = costs
         self.policy = policy or FixedPolicy()
-        self.difficulty = difficulty
+        self.difficulty_predictor = difficulty_predictor
+        # what a request that sets no sampling gets (the deployment's defaults)
+        self.sampling = sampling or SamplingConfig()
         self.revision = revision or RevisionFormat()
         self.check = check  # the generator's check form, if it has one (check-and-repair revisions)
 
     async def complete(self, request: EngineRequest) -> EngineResult:
         if request.strategy != AUTO and request.strategy not in STRATEGIES:
-            raise UnknownStrategy(request.strategy, [AUTO, *STRATEGIES])
+            raise UnknownStrategy(request.strategy, list(STRATEGY_NAMES))
         ctx = await self.context(request)
         try:
             async with asyncio.timeout(request.deadline_s):
@@ -110,9 +91,9 @@ class Engine:
         difficulty = None
         # The estimate is worth its FLOPs only where the policy's choice turns on it; elsewhere the
         # whole budget goes to the one configuration every bin would get.
-        if (request.strategy == AUTO and self.difficulty is not None
+        if (request.strategy == AUTO and self.difficulty_predictor is not None
                 and self.policy.depends_on_difficulty(ctx.meter.ledger.remaining)):
-            difficulty = await self.difficulty.predict(ctx)
+            difficulty = await self.difficulty_predictor.predict(ctx)
             ctx.reuse = list(difficulty.candidates)
         name, params_raw = (request.strategy, request.strategy_params)
         if name == AUTO:
@@ -143,4 +124,5 @@ class Engine:
         if room < 1:
             limit = min(self.generator.max_model_len, self.verifier.max_model_len // 2)
             raise PromptTooLong(prompt_tokens, limit)
-        return replace(request.sampling, max_tokens=min(request.sampling.max_tokens, room))
+        sampling = request.sampling or self.sampling
+        return replace(sampling, max_tokens=min(sampling.max_tokens, room))

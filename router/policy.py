@@ -13,12 +13,34 @@ from __future__ import annotations
 
 import bisect
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 POLICY_VERSION = 1
+
+
+class Policy(Protocol):
+    """Maps a difficulty bin (None: not predicted) and the remaining budget to a strategy."""
+
+    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]: ...
+
+    def depends_on_difficulty(self, budget: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FixedPolicy:
+    """The policy without a calibrated one: one strategy for every bin and budget."""
+
+    strategy: str = "best_of_n"
+
+    def choose(self, difficulty_bin: int | None, budget: float) -> tuple[str, dict[str, Any]]:
+        return self.strategy, {}
+
+    def depends_on_difficulty(self, budget: float) -> bool:
+        return False
 
 
 class PolicyMismatch(Exception):
@@ -99,7 +121,7 @@ class CalibratedPolicy(BaseModel):
                 f"the policy was fitted for generator {self.models.generator} and PRM "
                 f"{self.models.verifier}, but this server runs generator {served.generator} and PRM "
                 f"{served.verifier}. Fit one for these models with `ttc-serve calibrate`, point "
-                "TTC_POLICY_PATH at a matching policy, or set TTC_POLICY_PATH='' to serve with "
+                "TTC_POLICY_PATH at a matching policy, or set TTC_POLICY_PATH=none to serve with "
                 "best-of-N as the auto strategy.")
 
     @classmethod

@@ -14,10 +14,10 @@ import pytest
 import uvicorn
 from hypothesis import settings as hypothesis_settings
 
-from app.main import create_app
-from app.settings import Settings
-from models.embedded.serving import embedded_specs
-from models.launcher import VllmServer, free_port, running
+from ttc_serve.app.main import create_app
+from ttc_serve.app.settings import Settings
+from ttc_serve.app.wiring import embedded_server_specs
+from ttc_serve.models.launcher import VllmServer, free_port, running
 
 # The suite shares 2 cores with vLLM servers: wall-clock deadlines would only measure contention.
 hypothesis_settings.register_profile("shared-cpu", deadline=None, max_examples=200)
@@ -32,12 +32,7 @@ class Backends:
 
 @pytest.fixture(scope="session")
 def backends() -> Iterator[Backends]:
-    settings = Settings()
-    specs = embedded_specs(settings.generator_dir, settings.prm_dir,
-                           generator_name=settings.generator_served_name,
-                           prm_name=settings.prm_served_name, step_tag=settings.prm_step_tag,
-                           max_model_len=settings.max_model_len)
-    with running(*specs, timeout_s=300) as (generator, prm):
+    with running(*embedded_server_specs(Settings()), timeout_s=300) as (generator, prm):
         yield Backends(generator, prm)
 
 

@@ -11,13 +11,13 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.settings import EMBEDDED_POLICY, Settings
-from models.cost import FlopsModel
-from models.launcher import free_port
-from router.policy import CalibratedPolicy
-from router.selection import extract_answer
-from router.strategies import STRATEGIES
 from tests.conftest import Backends, LiveService, service_settings
+from ttc_serve.app.settings import EMBEDDED_POLICY, Settings
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.launcher import free_port
+from ttc_serve.router.policy import CalibratedPolicy
+from ttc_serve.router.selection import extract_answer
+from ttc_serve.router.strategies import STRATEGIES
 
 MODEL = Settings().model_name
 EASY = "question: 3+4\n"
@@ -134,6 +134,18 @@ def test_metrics_parse_and_move(client: httpx.Client) -> None:
     assert _metric(client, "ttc_generated_tokens_total", {}) > tokens_before
     assert _metric(client, "ttc_backend_calls_total", {"backend": "generator"}) > calls_before
     assert _metric(client, "ttc_flops_used_count", {"strategy": "majority"}) >= 1
+
+
+def test_made_up_strategies_add_no_metric_series(client: httpx.Client) -> None:
+    unknown = {"strategy": "unknown", "status": "400"}
+    before = _metric(client, "ttc_requests_total", unknown)
+    names = [f"made-up-{i}" for i in range(5)]
+    for name in names:
+        response = completion(client, strategy=name)
+        assert response.status_code == 400 and response.json()["error"]["param"] == "strategy"
+    text = client.get("/metrics").text
+    assert not any(name in text for name in names)
+    assert _metric(client, "ttc_requests_total", unknown) == before + len(names)
 
 
 def test_models_health_and_readiness(client: httpx.Client) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.settings import EMBEDDED_POLICY, Settings
-from app.state import load_policy
-from router.policy import CalibratedPolicy, GridPoint, PolicyMismatch
 from tests.conftest import Backends, LiveService, service_settings
+from ttc_serve.app.settings import EMBEDDED_POLICY, Settings
+from ttc_serve.app.wiring import load_policy
+from ttc_serve.router.policy import CalibratedPolicy, GridPoint, PolicyMismatch
 
 
 def _per_bin_policy() -> CalibratedPolicy:

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.cost import FlopsModel
-from models.protocols import Completion, GenerationRequest, GenerationResult, Usage, VerifierResult
-from router.budget import CostModels
-from router.engine import Engine, EngineRequest
-from router.errors import BudgetTooSmall
-from router.strategies import STRATEGIES
-from router.strategies.base import SamplingConfig
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.protocols import Completion, GenerationRequest, GenerationResult, Usage, VerifierResult
+from ttc_serve.router.budget import CostModels
+from ttc_serve.router.engine import Engine, EngineRequest
+from ttc_serve.router.errors import BudgetTooSmall
+from ttc_serve.router.strategies import STRATEGIES
+from ttc_serve.router.strategies.base import SamplingConfig
 
 
 class ScriptedGenerator:
@@ -120,8 +120,8 @@ def test_auto_with_the_difficulty_estimate_charged_never_spends_more_than_its_bu
         budget: float, choices: list[int], samples: int, max_tokens: int, seed: int) -> None:
     """auto = predict (charged to the request, where the policy's choice turns on the bin) + whatever
     the policy picks for the bin and what is left, reusing the prediction's samples."""
-    from router.difficulty import VerifierDifficulty
-    from router.policy import CalibratedPolicy
+    from ttc_serve.router.difficulty import VerifierDifficulty
+    from ttc_serve.router.policy import CalibratedPolicy
 
     grid = [1e8, 1e9]
     policy = CalibratedPolicy.model_validate({
@@ -132,7 +132,7 @@ def test_auto_with_the_difficulty_estimate_charged_never_spends_more_than_its_bu
                       for i, g in enumerate(grid)] for b in range(1, 6)}})
     rng = random.Random(seed)
     engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng), COSTS, policy=policy,
-                    difficulty=VerifierDifficulty(samples, tuple(policy.difficulty.thresholds)))
+                    difficulty_predictor=VerifierDifficulty(samples, tuple(policy.difficulty.thresholds)))
     request = EngineRequest(prompt="question: 12+7-3\n", flops_budget=budget,
                             sampling=SamplingConfig(max_tokens=max_tokens))
     try:

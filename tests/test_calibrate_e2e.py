@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from app.backends import backend_pairs, engines
-from app.settings import Settings
-from models.identity import fingerprint
-from router.calibrate import bench, calibrate
-from router.calibrate.dataset import embedded_split
-from router.calibrate.grid import DEFAULT_GRID
-from router.calibrate.records import RecordStore
-from router.difficulty import VerifierDifficulty
-from router.policy import CalibratedPolicy, ModelIds
 from tests.conftest import Backends
+from ttc_serve.app import wiring
+from ttc_serve.app.settings import Settings
+from ttc_serve.models.identity import fingerprint
+from ttc_serve.router.calibrate import bench, calibrate
+from ttc_serve.router.calibrate.dataset import embedded_split
+from ttc_serve.router.calibrate.grid import DEFAULT_GRID
+from ttc_serve.router.calibrate.records import RecordStore
+from ttc_serve.router.difficulty import VerifierDifficulty
+from ttc_serve.router.policy import CalibratedPolicy, ModelIds
 
 
 def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: Path) -> None:
@@ -28,9 +28,9 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     store = RecordStore(tmp_path / "cal" / "records.jsonl")
 
     async def collect(target: RecordStore) -> None:
-        async with backend_pairs(settings, [backends.generator.base_url],
+        async with wiring.backend_pairs(settings, [backends.generator.base_url],
                                  [backends.prm.base_url]) as pairs:
-            await calibrate.collect(engines(settings, pairs), questions, target, plan)
+            await calibrate.collect(wiring.engines(settings, pairs), questions, target, plan)
 
     asyncio.run(collect(store))
     grid = store.phase("grid")
@@ -57,11 +57,11 @@ def test_calibrate_then_bench_on_a_few_questions(backends: Backends, tmp_path: P
     test_questions = embedded_split("test", per_level=1)
 
     async def run_bench() -> None:
-        async with backend_pairs(settings, [backends.generator.base_url],
+        async with wiring.backend_pairs(settings, [backends.generator.base_url],
                                  [backends.prm.base_url]) as pairs:
             predictor = VerifierDifficulty(policy.difficulty.samples, tuple(policy.difficulty.thresholds))
-            await bench.collect(engines(settings, pairs),
-                                engines(settings, pairs, policy=policy, difficulty=predictor),
+            await bench.collect(wiring.engines(settings, pairs),
+                                wiring.engines(settings, pairs, policy, predictor),
                                 test_questions, bench_store, auto_store, bench_plan)
 
     asyncio.run(run_bench())
@@ -84,8 +84,7 @@ def test_exchange_runs_auto_at_matched_budgets(backends: Backends, tmp_path: Pat
     the matched budgets are real budgets that auto has to fit."""
     from dataclasses import replace
 
-    from models.vllm_http import HttpBackendConfig, VllmGenerator
-    from router.calibrate import exchange
+    from bench import exchange
 
     settings = Settings()
     assert settings.policy_path is not None
@@ -98,16 +97,13 @@ def test_exchange_runs_auto_at_matched_budgets(backends: Backends, tmp_path: Pat
     store = RecordStore(tmp_path / "records.jsonl")
 
     async def run() -> None:
-        reference = VllmGenerator(HttpBackendConfig(backends.generator.base_url,
-                                                    settings.generator_served_name, settings.max_model_len))
-        try:
-            await exchange.collect_large(reference, large, questions, store, plan, max_tokens=128)
-        finally:
-            await reference.aclose()
-        async with backend_pairs(settings, [backends.generator.base_url],
+        async with wiring.backend_pairs(settings, [backends.generator.base_url],
+                                        [backends.prm.base_url]) as (reference,):
+            await exchange.collect_large(reference.generator, large, questions, store, plan, max_tokens=128)
+        async with wiring.backend_pairs(settings, [backends.generator.base_url],
                                  [backends.prm.base_url]) as pairs:
-            await exchange.collect_small(engines(settings, pairs),
-                                         engines(settings, pairs, policy=policy, difficulty=predictor),
+            await exchange.collect_small(wiring.engines(settings, pairs),
+                                         wiring.engines(settings, pairs, policy, predictor),
                                          questions, store, plan, small, large, max_tokens=128)
 
     asyncio.run(run())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.calibrate import fit, stats
-from router.calibrate.records import RecordStore
+from ttc_serve.router.calibrate import fit, stats
+from ttc_serve.router.calibrate.records import RecordStore
 
 
 def rows(table: dict[tuple[str, float], list[bool]]) -> list[dict[str, object]]:
@@ -115,8 +115,8 @@ def test_record_store_never_resumes_from_records_of_other_models_or_questions(tm
 
 
 def test_matched_budget_is_the_papers_inference_multiplier() -> None:
-    from models.cost import FlopsModel
-    from router.calibrate.exchange import PretrainedModel, matched_budget
+    from bench.exchange import PretrainedModel, matched_budget
+    from ttc_serve.models.cost import FlopsModel
 
     # No attention term, so FLOPs are 2*N per token, as in the paper's 6ND + 2ND accounting.
     n_s, n_l, d_s, d_l, tokens = 1_000, 14_000, 5_000_000, 4_000_000, 80

@@ -7,12 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.settings import EMBEDDED_DIR
-from models.check_format import CheckFormat
-from models.embedded import checking, task
-from models.embedded.tokenizer import save_tokenizer
-from router.strategies.base import Candidate
-from router.strategies.check_repair import CheckAndRepair
+from ttc_serve.app.settings import EMBEDDED_DIR
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.embedded import task
+from ttc_serve.router.strategies.base import Candidate
+from ttc_serve.router.strategies.check_repair import CheckAndRepair
+from ttc_serve.training import checker
+from ttc_serve.training.tokenizer import save_tokenizer
 
 
 def test_an_arithmetic_step_is_checkable_and_the_answer_line_is_not() -> None:
@@ -56,7 +57,7 @@ def test_the_form_travels_in_the_checkpoints_tokenizer_config(tmp_path: Path) ->
 
 
 def test_the_shipped_generator_names_the_form_it_was_trained_on() -> None:
-    assert CheckFormat.from_model_dir(EMBEDDED_DIR / "generator-small") == checking.CHECK_FORM
+    assert CheckFormat.from_model_dir(EMBEDDED_DIR / "generator-small") == checker.CHECK_FORM
 
 
 def _attempt(text: str) -> Candidate:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from models.check_format import CheckFormat
-from router.selection import extract_answer
 from tests.conftest import Backends, LiveService, service_settings
 from tests.test_strategies_e2e import MODEL, run
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.router.selection import extract_answer
 
 HARD = "question: 912+388-475+63-201+77\n"
 

@@ -16,9 +16,9 @@ import openai
 import psutil
 import pytest
 
-from app.settings import Settings
-from models.launcher import free_port
-from router.selection import extract_answer
+from ttc_serve.app.settings import Settings
+from ttc_serve.models.launcher import free_port
+from ttc_serve.router.selection import extract_answer
 
 SERVE = [str(Path(sys.executable).parent / "ttc-serve"), "serve"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.embedded import task
-from models.embedded.examples import (
+from ttc_serve.models.embedded import task
+from ttc_serve.training.examples import (
     build_revise_examples,
     copy_revise_example,
     plurality_answer,

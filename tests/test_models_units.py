@@ -8,10 +8,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from app.settings import Settings
-from models.chat import ChatTemplate
-from models.cost import FlopsModel
-from models.embedded.task import STEP_TAG
+from ttc_serve.app.settings import Settings
+from ttc_serve.models.chat import ChatTemplate
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.embedded.task import STEP_TAG
 
 
 def test_tokenizer_is_character_level_with_bos_and_one_step_token() -> None:
@@ -62,7 +62,7 @@ def test_stopping_a_server_kills_an_unready_one_at_once_and_tidies_only_a_served
     import sys
     import time
 
-    from models.launcher import ServerSpec, VllmServer
+    from ttc_serve.models.launcher import ServerSpec, VllmServer
 
     ignore_term = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
     spec = ServerSpec(model_dir=tmp_path, served_name="stand-in")
@@ -84,7 +84,7 @@ def test_stopping_a_server_kills_an_unready_one_at_once_and_tidies_only_a_served
 def test_free_ports_lie_below_the_ephemeral_range_so_no_outgoing_socket_can_take_them() -> None:
     import socket
 
-    from models.launcher import ephemeral_range_start, free_port
+    from ttc_serve.models.launcher import ephemeral_range_start, free_port
 
     low = ephemeral_range_start()
     ports = {free_port() for _ in range(20)}

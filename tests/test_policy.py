@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from router.difficulty import bin_of, fit_thresholds
-from router.policy import CalibratedPolicy, ModelIds, PolicyMismatch
-from router.strategies import STRATEGIES
+from ttc_serve.router.difficulty import bin_of, fit_thresholds
+from ttc_serve.router.policy import CalibratedPolicy, ModelIds, PolicyMismatch
+from ttc_serve.router.strategies import STRATEGIES
 
 
 def make_policy(grid: tuple[float, ...] = (1e9, 4e9, 1.6e10)) -> CalibratedPolicy:

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM, Qwen2Config
 
-from app.settings import EMBEDDED_DIR, Settings
-from models.embedded import task
-from models.embedded.prm_model import DIGITS, ProcessRewardModel, VerifierShape, build_verifier
-from models.embedded.tokenizer import build_tokenizer
-from models.vllm_http import HttpBackendConfig, VllmVerifier
 from tests.conftest import Backends
+from ttc_serve.app import wiring
+from ttc_serve.app.settings import EMBEDDED_DIR, Settings
+from ttc_serve.models.embedded import task
+from ttc_serve.training.prm_model import DIGITS, ProcessRewardModel, VerifierShape, build_verifier
+from ttc_serve.training.tokenizer import build_tokenizer
 
 GENERATOR = EMBEDDED_DIR / "generator-small"
 QUESTION = "question: 37+85-12\n"
@@ -118,12 +118,11 @@ def test_vllm_serves_the_shipped_prm_as_built(backends: Backends, steps: list[st
     settings = Settings()
 
     async def served() -> list[float]:
-        verifier = VllmVerifier(HttpBackendConfig(backends.prm.base_url, settings.prm_served_name,
-                                                  settings.max_model_len), settings.prm_step_tag)
+        pair = wiring.backend_pair(settings, backends.generator.base_url, backends.prm.base_url)
         try:
-            return (await verifier.score([QUESTION], [steps])).step_scores[0]
+            return (await pair.verifier.score([QUESTION], [steps])).step_scores[0]
         finally:
-            await verifier.aclose()
+            await pair.aclose()
 
     torch.testing.assert_close(torch.tensor(asyncio.run(served())),
                                torch.tensor(_scores(_shipped(), steps)), atol=1e-3, rtol=1e-3)

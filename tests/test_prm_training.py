@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from models.embedded import prm_training, task
-from models.embedded.tokenizer import token_ids
+from ttc_serve.models.embedded import task
+from ttc_serve.training import prm
+from ttc_serve.training.tokenizer import token_ids
 
 
 def test_soft_labels_follow_math_shepherd() -> None:
@@ -15,15 +16,15 @@ def test_soft_labels_follow_math_shepherd() -> None:
         asked.extend(prefixes)
         return [0.25 * (i + 1) for i in range(len(prefixes))]
 
-    right, wrong = prm_training.prm_labels([problem], samples, rollout)
+    right, wrong = prm.prm_labels([problem], samples, rollout)
     assert asked == ["question: 10+5-3\n10+5=15\n", "question: 10+5-3\n10+5=15\n15-3=12\n"]
     assert right.labels == (0.25, 0.5, 1.0)  # rollout values, then the exact final verdict
     assert wrong.labels == (0.0, 0.0, 0.0)  # after an invalid step: the checker's 0
 
 
 def test_encoded_tags_carry_the_labels_in_the_newlines_place() -> None:
-    example = prm_training.PrmExample("question: 10+5\n", ("10+5=15", "answer: 15"), (0.75, 1.0))
-    input_ids, attention, targets = prm_training.encode_prm([example])
+    example = prm.PrmExample("question: 10+5\n", ("10+5=15", "answer: 15"), (0.75, 1.0))
+    input_ids, attention, targets = prm.encode_prm([example])
     tag = token_ids()[task.STEP_TAG]
     tags = (input_ids[0] == tag).nonzero().flatten().tolist()
     assert int(attention.sum()) == 1 + len("question: 10+5\n10+5=15") + 1 + len("answer: 15") + 1
@@ -35,8 +36,8 @@ def test_encoded_tags_carry_the_labels_in_the_newlines_place() -> None:
 def test_the_head_fit_learns_how_pooled_badness_maps_to_the_labels() -> None:
     import torch
 
-    from models.embedded.prm_model import ProcessRewardModel, prm_config
-    from models.embedded.training import ModelSize
+    from ttc_serve.training.lm import ModelSize
+    from ttc_serve.training.prm_model import ProcessRewardModel, prm_config
 
     head = ProcessRewardModel(prm_config(ModelSize(32, 1, 1, 32))).score
     first = head[0]
@@ -51,7 +52,7 @@ def test_the_head_fit_learns_how_pooled_badness_maps_to_the_labels() -> None:
     features[:, 0], features[:, 1] = pooled, 1.0
     labels = torch.sigmoid(3.0 * (2.0 - pooled))  # steeper and later than the built start
     before = torch.softmax(head(features), -1)[:, 1]
-    loss = prm_training.fit_head(head, features, labels, steps=300, lr=0.05)
+    loss = prm.fit_head(head, features, labels, steps=300, lr=0.05)
     after = torch.softmax(head(features), -1)[:, 1].detach()
     assert loss < 0.45
     assert (after - labels).abs().mean() < 0.05 < (before - labels).abs().mean()

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.settings import Settings
-from models.embedded import task
-from models.revision_format import RevisionFormat
+from ttc_serve.app.settings import Settings
+from ttc_serve.models.embedded import task
+from ttc_serve.models.revision_format import RevisionFormat
 
 lines = st.text(st.characters(blacklist_characters="\n"), max_size=12)
 

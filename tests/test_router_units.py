@@ -6,9 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.cost import FlopsModel
-from router.budget import CostModels, InsufficientBudget, Ledger, prm_tokens_bound
-from router.selection import Scored, aggregate, extract_answer, majority, split_steps, weighted_best_of_n
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.router.budget import CostModels, InsufficientBudget, Ledger, prm_tokens_bound
+from ttc_serve.router.selection import (
+    Scored,
+    aggregate,
+    extract_answer,
+    majority,
+    split_steps,
+    weighted_best_of_n,
+)
 
 
 def test_weighted_best_of_n_sums_scores_per_answer() -> None:
@@ -61,7 +68,7 @@ def test_worst_case_sizing_never_overspends(budget: float, prompt: int, max_toke
 
 
 def test_revision_split_follows_the_ratio() -> None:
-    from router.strategies.revisions import split
+    from ttc_serve.router.strategies.revisions import split
 
     assert split(16, 1.0) == (4, 4)
     assert split(16, 16.0) == (1, 16)
@@ -71,7 +78,7 @@ def test_revision_split_follows_the_ratio() -> None:
 
 
 def test_survivor_rules() -> None:
-    from router.strategies.tree_search import Node, keep_best_per_parent, keep_top
+    from ttc_serve.router.strategies.tree_search import Node, keep_best_per_parent, keep_top
 
     groups = [[Node(score=0.1, group=0), Node(score=0.9, group=0)],
               [Node(score=0.5, group=1), Node(score=0.4, group=1)]]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.settings import Settings
-from router.selection import extract_answer
 from tests.conftest import Backends, LiveService
+from ttc_serve.app.settings import Settings
+from ttc_serve.router.selection import extract_answer
 
 MODEL = Settings().model_name
 EASY = [("question: 3+4\n", "7"), ("question: 12+5-3\n", "14")]

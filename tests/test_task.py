@@ -8,7 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.embedded import task
+from ttc_serve.models.embedded import task
 
 
 @given(seed=st.integers(0, 10**6), level=st.sampled_from(sorted(task.LEVELS)))

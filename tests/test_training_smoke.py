@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.check_format import CheckFormat
-from models.cost import FlopsModel
-from models.embedded import prm_training, task, training
-from models.revision_format import RevisionFormat
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.embedded import task
+from ttc_serve.models.revision_format import RevisionFormat
+from ttc_serve.training import checker, generator, lm, prm
 
 
 def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> None:
     generator_dir, prm_dir = tmp_path / "generator", tmp_path / "prm"
-    report = training.train_generator(training.SMOKE_GENERATOR, generator_dir)
+    report = generator.train_generator(generator.SMOKE_GENERATOR, generator_dir)
     assert report.parameters > 0 and report.tokens > 0 and "revise_training_s" in report.phases
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                  "training.json"):
@@ -22,7 +23,7 @@ def test_smoke_recipes_train_and_ship_loadable_checkpoints(tmp_path: Path) -> No
     # the checkpoint names the revise layout it was trained on, for the service to use
     assert RevisionFormat.from_model_dir(generator_dir) == task.ATTEMPTS_FIRST
 
-    prm_report = prm_training.train_prm(prm_training.SMOKE_PRM, generator_dir, generator_dir, prm_dir)
+    prm_report = prm.train_prm(prm.SMOKE_PRM, generator_dir, generator_dir, prm_dir)
     config = json.loads((prm_dir / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and len(config["id2label"]) == 2
     assert prm_report.final_loss == prm_report.final_loss  # not NaN
@@ -35,12 +36,12 @@ def test_generator_recipe_is_bit_reproducible_from_its_seed(tmp_path: Path) -> N
     slipped; the revise phase adds seeded vLLM sampling)."""
     from dataclasses import replace
 
-    recipe = replace(training.SMOKE_GENERATOR, solve_steps=15, early_revise=4, copy_warmup=8)
+    recipe = replace(generator.SMOKE_GENERATOR, solve_steps=15, early_revise=4, copy_warmup=8)
     a, b = tmp_path / "a", tmp_path / "b"
-    training.train_generator(recipe, a, with_revisions=False)
-    training.train_generator(recipe, b, with_revisions=False)
+    generator.train_generator(recipe, a, with_revisions=False)
+    generator.train_generator(recipe, b, with_revisions=False)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
-    training.train_generator(replace(recipe, seed=1), b, with_revisions=False)
+    generator.train_generator(replace(recipe, seed=1), b, with_revisions=False)
     assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
 
 
@@ -50,16 +51,16 @@ def test_sharpened_loss_is_the_cross_entropy_of_the_logits_divided_by_the_sharpn
     import torch
     from transformers import LlamaForCausalLM
 
-    from models.embedded.examples import solve_example
+    from ttc_serve.training.examples import solve_example
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(training.generator_config(training.SIZES["smoke"]))
+    model = LlamaForCausalLM(lm.generator_config(lm.SIZES["smoke"]))
     examples = [solve_example(p) for p in task.held_out_split("dev")[:3]]
-    input_ids, attention, labels = training.encode(examples)
+    input_ids, attention, labels = lm.encode(examples)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
-        plain, tokens = training._lm_loss(model, training.MicroBatch(examples))
-        sharp, _ = training._lm_loss(model, training.MicroBatch(examples, sharpness=2.0))
+        plain, tokens = lm.lm_loss(model, lm.MicroBatch(examples))
+        sharp, _ = lm.lm_loss(model, lm.MicroBatch(examples, sharpness=2.0))
     trained = labels[:, 1:] != -100
     logp = torch.log_softmax(logits / 2.0, -1)
     expected = -torch.gather(logp, 2, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)[trained]
@@ -69,24 +70,23 @@ def test_sharpened_loss_is_the_cross_entropy_of_the_logits_divided_by_the_sharpn
 
 
 def test_check_stage_teaches_the_check_form_and_keeps_the_checkpoint_loadable(tmp_path: Path) -> None:
-    """The check stage (docs/reviser.md, row 20c), tiny, from a smoke generator: it must ship a
+    """The check stage, tiny, from a smoke generator: it must ship a
     checkpoint of the same architecture and revise layout, changed by the drills."""
     from dataclasses import replace
 
-    from models.embedded import checking
 
     generator_dir, checker_dir = tmp_path / "generator", tmp_path / "checker"
-    training.train_generator(replace(training.SMOKE_GENERATOR, solve_steps=10), generator_dir,
+    generator.train_generator(replace(generator.SMOKE_GENERATOR, solve_steps=10), generator_dir,
                              with_revisions=False)
-    report = checking.train_checker(checking.SMOKE_CHECK, generator_dir, checker_dir)
+    report = checker.train_checker(checker.SMOKE_CHECK, generator_dir, checker_dir)
     assert report.tokens > 0 and report.final_loss == report.final_loss  # not NaN
     record = json.loads((checker_dir / "training.json").read_text())
-    assert record["stage"] == "check" and record["recipe"]["steps"] == checking.SMOKE_CHECK.steps
+    assert record["stage"] == "check" and record["recipe"]["steps"] == checker.SMOKE_CHECK.steps
     # the whole training, both stages: what the card and the pre-training compute read
     before = json.loads((generator_dir / "training.json").read_text())["report"]
     assert record["report"]["tokens"] == before["tokens"] + report.tokens
     assert set(record["report"]["phases"]) == {*before["phases"], "check_s"}
-    assert CheckFormat.from_model_dir(checker_dir) == checking.CHECK_FORM  # the service finds it
+    assert CheckFormat.from_model_dir(checker_dir) == checker.CHECK_FORM  # the service finds it
     config = json.loads((checker_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["torch_dtype"] == "float32"
     assert RevisionFormat.from_model_dir(checker_dir) == RevisionFormat.from_model_dir(generator_dir)

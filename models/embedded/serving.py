@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from models.launcher import ServerSpec
+from ttc_serve.models.launcher import ServerSpec
 
 
 def step_tag_id(prm_dir: Path, step_tag: str) -> int:

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from models.protocols import prm_text
-from models.revision_format import RevisionFormat
+from ttc_serve.models.protocols import prm_text
+from ttc_serve.models.revision_format import RevisionFormat
 
 STEP_TAG = "<step>"
 ANSWER_PREFIX = "answer: "

@@ -17,12 +17,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from router.calibrate import fit, plots, stats
-from router.calibrate.dataset import Question
-from router.calibrate.grid import DEFAULT_GRID, GridConfig, oracle_pass_rates, predict_difficulty, run_grid
-from router.calibrate.records import RecordStore
-from router.engine import Engine
-from router.policy import CalibratedPolicy
+from ttc_serve.router.calibrate import fit, plots, stats
+from ttc_serve.router.calibrate.dataset import Question
+from ttc_serve.router.calibrate.grid import (
+    DEFAULT_GRID,
+    GridConfig,
+    oracle_pass_rates,
+    predict_difficulty,
+    run_grid,
+)
+from ttc_serve.router.calibrate.records import RecordStore
+from ttc_serve.router.engine import Engine
+from ttc_serve.router.policy import CalibratedPolicy
 
 AUTO = GridConfig("auto", "auto")
 BEST_OF_N = "best_of_n"

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.selection import extract_answer
+from ttc_serve.router.selection import extract_answer
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Question:
 def embedded_split(split: str, per_level: int | None = None) -> list[Question]:
     """The embedded arithmetic task's ``dev`` (calibration) or ``test`` split, the first
     ``per_level`` questions of each level."""
-    from models.embedded import task
+    from ttc_serve.models.embedded import task
 
     questions, seen = [], dict.fromkeys(task.LEVELS, 0)
     for i, problem in enumerate(task.held_out_split(split)):

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.calibrate.stats import paired_bootstrap
-from router.difficulty import BINS, bin_of, fit_thresholds
+from ttc_serve.router.calibrate.stats import paired_bootstrap
+from ttc_serve.router.difficulty import BINS, bin_of, fit_thresholds
 
 Row = Mapping[str, Any]
 
@@ -83,9 +83,8 @@ def choose_by_cv(rows: Sequence[Row], bins: Mapping[str, int],
 
     With few questions per bin the per-bin winner is often noise (the paper had 500 questions; a
     CPU calibration has far fewer), and so is the per-budget winner among configurations within a
-    question or two of each other. Session 4 kept per-bin choices on a margin of one or two dev
-    questions of 80 and lost to plain majority on test by 0.10; kept per budget, best-of-N won 2e9
-    on dev by one question and lost to majority on test by 0.09."""
+    question or two of each other: per-bin choices kept on a margin of one or two dev questions
+    have lost to the single best configuration on test (docs/routing.md has the measurements)."""
     per_bin = choose_best(rows, bins)
     single = choose_best(rows, dict.fromkeys(bins, 0))
     overall = choose_overall(rows, bins)

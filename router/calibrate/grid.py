@@ -1,8 +1,10 @@
 """Running questions through engines: the strategy grid, the difficulty predictor, oracle pass rates.
 
-Every run goes through ``Engine`` exactly as a request to the service would (same budget accounting,
-same strategies), against one or more generator/PRM server pairs; jobs are spread over the pairs and
-run concurrently, and each finished run is appended to the record store (so a re-run resumes).
+Every run goes through ``Engine`` exactly as a request to the service would: the same budget
+accounting, the same strategies and the engine's sampling defaults, which ``app.wiring`` builds from
+the deployment's settings. Runs go against one or more generator/PRM server pairs; jobs are spread
+over the pairs and run concurrently, and each finished run is appended to the record store (so a
+re-run resumes).
 Questions get fixed seeds, the same for every configuration, so configurations are compared on the
 same random draws.
 """
@@ -16,13 +18,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from models.protocols import GenerationRequest
-from router.calibrate.dataset import Question
-from router.calibrate.records import RecordStore
-from router.difficulty import VerifierDifficulty
-from router.engine import Engine, EngineRequest
-from router.errors import BudgetTooSmall
-from router.strategies.base import SamplingConfig
+from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.router.calibrate.dataset import Question
+from ttc_serve.router.calibrate.records import RecordStore
+from ttc_serve.router.difficulty import VerifierDifficulty
+from ttc_serve.router.engine import Engine, EngineRequest
+from ttc_serve.router.errors import BudgetTooSmall
+from ttc_serve.router.strategies.base import SamplingConfig
 
 SEED_BASE = 10_000
 
@@ -78,36 +80,36 @@ async def run_jobs(jobs: Sequence[Callable[[Engine], Awaitable[None]]], engines:
 
 async def run_grid(engines: Sequence[Engine], questions: Sequence[Question],
                    configs: Sequence[GridConfig], budgets: Sequence[float], store: RecordStore,
-                   phase: str = "grid", concurrency: int = 16,
-                   sampling: SamplingConfig | None = None) -> None:
+                   phase: str = "grid", concurrency: int = 16) -> None:
     """Every configuration at every budget on every question (skipping what the store has)."""
-    base = sampling or SamplingConfig()
     jobs = []
     for config in configs:
         for budget in budgets:
             for index, question in enumerate(questions):
                 if (phase, config.label, float(budget), question.qid) in store:
                     continue
-                jobs.append(_grid_job(store, phase, config, budget, index, question, base))
+                jobs.append(_grid_job(store, phase, config, budget, index, question))
     await run_jobs(jobs, engines, concurrency, f"{phase} runs")
 
 
 def _grid_job(store: RecordStore, phase: str, config: GridConfig, budget: float, index: int,
-              question: Question, base: SamplingConfig) -> Callable[[Engine], Awaitable[None]]:
+              question: Question) -> Callable[[Engine], Awaitable[None]]:
     async def job(engine: Engine) -> None:
         row: dict[str, Any] = {"phase": phase, "config": config.label, "budget": float(budget),
                                "qid": question.qid, "level": question.level}
         try:
             out = await engine.complete(EngineRequest(
                 prompt=question.prompt, flops_budget=budget, strategy=config.strategy,
-                strategy_params=config.params, sampling=sampling_for(index, base)))
+                strategy_params=config.params, sampling=sampling_for(index, engine.sampling)))
         except BudgetTooSmall:
             row.update(correct=False, flops_used=0.0, flops={}, samples=0, finish="too_small",
                        strategy=config.strategy, params={})
         else:
             row.update(correct=question.is_correct(out.result.text), flops_used=out.ledger.used,
+                       generated_tokens=out.ledger.generated_tokens,
                        flops=dict(out.ledger.spent), samples=out.result.samples,
-                       finish=out.result.outcome, strategy=out.strategy, params=out.result.params)
+                       finish=out.result.compute_finish_reason, strategy=out.strategy,
+                       params=out.result.params)
             if out.difficulty is not None:
                 row.update(bin=out.difficulty.bin, score=out.difficulty.score)
         await asyncio.to_thread(store.add, row)
@@ -116,17 +118,15 @@ def _grid_job(store: RecordStore, phase: str, config: GridConfig, budget: float,
 
 
 async def predict_difficulty(engines: Sequence[Engine], questions: Sequence[Question], samples: int,
-                             store: RecordStore, concurrency: int = 16,
-                             sampling: SamplingConfig | None = None) -> None:
+                             store: RecordStore, concurrency: int = 16) -> None:
     """The verifier-based score of every question, exactly as ``auto`` computes it at serve time."""
     predictor = VerifierDifficulty(samples=samples, thresholds=(0.5,))
-    base = sampling or SamplingConfig()
     label = f"k={samples}"
 
     def make(index: int, question: Question) -> Callable[[Engine], Awaitable[None]]:
         async def job(engine: Engine) -> None:
             ctx = await engine.context(EngineRequest(prompt=question.prompt, flops_budget=1e18,
-                                                     sampling=sampling_for(index, base)))
+                                                     sampling=sampling_for(index, engine.sampling)))
             difficulty = await predictor.predict(ctx)
             await asyncio.to_thread(store.add, {
                 "phase": "difficulty", "config": label, "budget": 0.0, "qid": question.qid,
@@ -140,14 +140,13 @@ async def predict_difficulty(engines: Sequence[Engine], questions: Sequence[Ques
 
 
 async def oracle_pass_rates(engines: Sequence[Engine], questions: Sequence[Question], samples: int,
-                            store: RecordStore, concurrency: int = 16,
-                            sampling: SamplingConfig | None = None) -> None:
+                            store: RecordStore, concurrency: int = 16) -> None:
     """The generator's pass@1 on every question from ``samples`` samples: the oracle difficulty."""
-    base = sampling or SamplingConfig()
     label = f"n={samples}"
 
     def make(index: int, question: Question) -> Callable[[Engine], Awaitable[None]]:
         async def job(engine: Engine) -> None:
+            base = engine.sampling
             result = await engine.generator.generate(GenerationRequest(
                 prompts=[question.prompt], n=samples, max_tokens=base.max_tokens,
                 temperature=base.temperature, seed=SEED_BASE + 7 * index + 3))

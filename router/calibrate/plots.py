@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from router.calibrate.fit import Table
+from ttc_serve.router.calibrate.fit import Table
 
 
 def _pyplot() -> Any:

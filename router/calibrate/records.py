@@ -60,3 +60,13 @@ class RecordStore:
 
     def phase(self, phase: str) -> list[dict[str, Any]]:
         return [r for r in self.rows.values() if r["phase"] == phase]
+
+
+def run_context(models: dict[str, str], items: Iterable[Any], policy_json: str | None = None,
+                **extra: str) -> dict[str, str]:
+    """What a run's records depend on: the models' fingerprints, the questions and (for ``auto``)
+    the policy."""
+    context = {**models, "questions": questions_digest(items), **extra}
+    if policy_json is not None:
+        context["policy"] = hashlib.sha256(policy_json.encode()).hexdigest()[:16]
+    return context

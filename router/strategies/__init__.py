@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from router.strategies.base import Strategy
-from router.strategies.beam_search import BeamSearch, DiverseVerifierTreeSearch, LookaheadSearch
-from router.strategies.best_of_n import BestOfNWeighted
-from router.strategies.majority import MajorityVote
-from router.strategies.revisions import SequentialRevisions
+from ttc_serve.router.strategies.base import Strategy
+from ttc_serve.router.strategies.beam_search import BeamSearch, DiverseVerifierTreeSearch, LookaheadSearch
+from ttc_serve.router.strategies.best_of_n import BestOfNWeighted
+from ttc_serve.router.strategies.majority import MajorityVote
+from ttc_serve.router.strategies.revisions import SequentialRevisions
 
 STRATEGIES: dict[str, Strategy] = {
     "best_of_n": BestOfNWeighted(),

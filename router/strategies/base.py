@@ -8,10 +8,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from models.check_format import CheckFormat
-from models.revision_format import RevisionFormat
-from router.budget import Meter
-from router.selection import Aggregation
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.revision_format import RevisionFormat
+from ttc_serve.router.budget import Meter
+from ttc_serve.router.selection import Aggregation
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ class StrategyContext:
 @dataclass
 class StrategyResult:
     text: str
-    finish_reason: str  # the OpenAI choice's: "stop" | "length"
+    choice_finish_reason: str  # the OpenAI choice's finish_reason: "stop" | "length"
     answer: str | None
-    outcome: str  # compute.finish_reason: "answered" | "no_answer" | "budget_exhausted"
+    compute_finish_reason: str  # compute.finish_reason: "answered" | "no_answer" | "budget_exhausted"
     params: dict[str, Any]
     samples: int
     trace: list[dict[str, Any]] = field(default_factory=list)

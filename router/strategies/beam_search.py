@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from router.strategies.base import StrategyContext, StrategyParams, StrategyResult
-from router.strategies.tree_search import (
+from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
+from ttc_serve.router.strategies.tree_search import (
     Node,
     SearchConfig,
     Survivors,

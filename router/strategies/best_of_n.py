@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from router.selection import Scored, weighted_best_of_n
-from router.strategies.base import StrategyContext, StrategyParams, StrategyResult
-from router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
-from router.strategies.verdict import verdict
+from ttc_serve.router.selection import Scored, weighted_best_of_n
+from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
+from ttc_serve.router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
+from ttc_serve.router.strategies.verdict import verdict
 
 
 class BestOfNParams(SampleCountParams):

@@ -1,5 +1,5 @@
 """One check-and-repair revision of a set of chains: the revisions strategy's mode for a generator
-that has a check form (``models/check_format.py``; docs/reviser.md, row 20).
+that has a check form (``models/check_format.py``; why it revises this way: docs/reviser.md).
 
 A revision checks every checkable step of the chain's last attempt with the generator's check form
 (greedy, one short completion per step), cuts the attempt at the first step whose written result
@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from models.check_format import CheckedStep, CheckFormat
-from models.protocols import GenerationRequest, GenerationResult
-from router.selection import extract_answer, split_steps
-from router.strategies.base import Candidate, StrategyContext
+from ttc_serve.models.check_format import CheckedStep, CheckFormat
+from ttc_serve.models.protocols import GenerationRequest, GenerationResult
+from ttc_serve.router.selection import extract_answer, split_steps
+from ttc_serve.router.strategies.base import Candidate, StrategyContext
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from models.protocols import GenerationRequest
-from router.budget import InsufficientBudget, prm_tokens_bound
-from router.errors import UnsupportedParams
-from router.selection import Scored, aggregate, extract_answer, majority, split_steps, weighted_best_of_n
-from router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
-from router.strategies.check_repair import CheckAndRepair, RoundReport
-from router.strategies.sampling import score_candidates
+from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
+from ttc_serve.router.errors import UnsupportedParams
+from ttc_serve.router.selection import (
+    Scored,
+    aggregate,
+    extract_answer,
+    majority,
+    split_steps,
+    weighted_best_of_n,
+)
+from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
+from ttc_serve.router.strategies.check_repair import CheckAndRepair, RoundReport
+from ttc_serve.router.strategies.sampling import score_candidates
 
 CONTEXT_ATTEMPTS = 4  # the paper keeps the 4 most recent attempts in context
 MAX_PLANNED = 1024  # attempts; as RevisionParams.n
@@ -230,7 +237,8 @@ class SequentialRevisions:
         trace = [{"chain": i, "attempt": j, **a.trace()} for i, chain in enumerate(chains)
                  for j, a in enumerate(chain)]
         return StrategyResult(
-            text=chosen.text, finish_reason=chosen.finish_reason, answer=chosen.answer, outcome=outcome,
+            text=chosen.text, choice_finish_reason=chosen.finish_reason, answer=chosen.answer,
+            compute_finish_reason=outcome,
             params={"n": len(attempts), "parallel": parallel, "sequential": sequential,
                     "ratio": params.ratio, "selection": params.selection,
                     "aggregation": params.aggregation, "mode": mode,

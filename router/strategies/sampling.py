@@ -14,10 +14,10 @@ import math
 
 from pydantic import Field
 
-from models.protocols import GenerationRequest
-from router.budget import prm_tokens_bound
-from router.selection import Aggregation, aggregate, extract_answer, split_steps
-from router.strategies.base import Candidate, StrategyContext, StrategyParams
+from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.router.budget import prm_tokens_bound
+from ttc_serve.router.selection import Aggregation, aggregate, extract_answer, split_steps
+from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyParams
 
 
 class SampleCountParams(StrategyParams):

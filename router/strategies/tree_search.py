@@ -13,10 +13,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from models.protocols import GenerationRequest
-from router.budget import InsufficientBudget, prm_tokens_bound
-from router.selection import Aggregation, Scored, aggregate, extract_answer, weighted_best_of_n
-from router.strategies.base import Candidate, StrategyContext, StrategyResult
+from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
+from ttc_serve.router.selection import Aggregation, Scored, aggregate, extract_answer, weighted_best_of_n
+from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyResult
 
 
 @dataclass
@@ -265,8 +265,9 @@ def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
     chosen_answer = extract_answer(chosen.text)
     outcome = ("budget_exhausted" if cut_short
                else "answered" if chosen_answer is not None else "no_answer")
-    return StrategyResult(text=chosen.text, finish_reason=chosen.finish_reason, answer=chosen_answer,
-                          outcome=outcome, params={**params, "finished": len(finished)},
+    return StrategyResult(text=chosen.text, choice_finish_reason=chosen.finish_reason,
+                          answer=chosen_answer, compute_finish_reason=outcome,
+                          params={**params, "finished": len(finished)},
                           samples=len(trace), trace=trace)
 
 

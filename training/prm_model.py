@@ -39,9 +39,9 @@ from transformers import LlamaForCausalLM, Qwen2Config, Qwen2Model
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2DecoderLayer
 
-from models.embedded.task import STEP_TAG
-from models.embedded.tokenizer import BOS, EOS, PAD, build_tokenizer, token_ids
-from models.embedded.training import MAX_LEN, ModelSize
+from ttc_serve.models.embedded.task import STEP_TAG
+from ttc_serve.training.lm import MAX_LEN, ModelSize
+from ttc_serve.training.tokenizer import BOS, EOS, PAD, build_tokenizer, token_ids
 
 EPS = 2.0**-10  # the embedding's channel one-hots
 K = 2.0**17  # the constant channel

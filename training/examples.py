@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.embedded import task
-from models.revision_format import RevisionFormat
+from ttc_serve.models.embedded import task
+from ttc_serve.models.revision_format import RevisionFormat
 
 
 @dataclass(frozen=True)

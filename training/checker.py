@@ -1,15 +1,16 @@
 """The check form: a generator re-derives one step with its result written least significant digit
-first (``check 114+38=`` → ``152``), and the stage that teaches it to a trained generator.
+first (``check 114+38=`` → ``251``, that is 152), and the stage that teaches it to a trained
+generator.
 
 Why least significant digit first: the generator's wrong steps are almost all a carry (a tens or
 hundreds digit off by one, written before the lower digits that decide it); written from the units
 up, each digit follows the carry that decides it, and generator-small checks a step far more
-exactly than it writes one (docs/reviser.md, rows 18 and 20). A revision can then cut an attempt at
-its first step whose check disagrees, fix that step, and let the solve form go on (row 20c).
+exactly than it writes one (docs/reviser.md has the measurements). A revision can then cut an
+attempt at its first step whose check disagrees, fix that step, and let the solve form go on.
 
 Why a KL anchor: more solve training makes a better solver (and breaks the difficulty spread the
 task is built for), training on its own samples teaches it their wrong carries, and check drills
-alone erase the solve form (rows 20, 20b). Matching the starting checkpoint's next-token
+alone erase the solve form. Matching the starting checkpoint's next-token
 distributions on correct solutions holds the solve form where it was while the check is learned.
 """
 
@@ -28,10 +29,11 @@ from torch import nn
 from tqdm import tqdm
 from transformers import LlamaForCausalLM
 
-from models.check_format import CheckFormat
-from models.embedded import task, training
-from models.embedded.examples import Example, solve_example
-from models.revision_format import RevisionFormat
+from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.embedded import task
+from ttc_serve.models.revision_format import RevisionFormat
+from ttc_serve.training import lm
+from ttc_serve.training.examples import Example, solve_example
 
 CHECK_FORM = CheckFormat()  # the embedded generator's: ``check 114+38=`` -> ``251``
 
@@ -73,7 +75,7 @@ class CheckRecipe:
 SMOKE_CHECK = CheckRecipe(steps=8, drills=8, anchors=4)
 
 
-def training_record(recipe: CheckRecipe, generator_dir: Path, report: training.TrainReport,
+def training_record(recipe: CheckRecipe, generator_dir: Path, report: lm.TrainReport,
                     drill_loss: float, kl: float) -> dict[str, Any]:
     """The check stage's training.json: its own recipe and figures, and, as ``report``, the whole
     training of the checkpoint (the stage before it, from its training.json, plus this one) — what
@@ -95,26 +97,26 @@ def training_record(recipe: CheckRecipe, generator_dir: Path, report: training.T
         "before": before}
 
 
-def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> training.TrainReport:
+def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> lm.TrainReport:
     """Fine-tune the generator at ``generator_dir`` into ``out_dir``: check drills, solve form anchored."""
     started = time.time()
-    training._seed_everything(recipe.seed, recipe.threads)
+    lm.seed_everything(recipe.seed, recipe.threads)
     rng = random.Random(recipe.seed)
     stream = task.training_problems(recipe.seed)
     model = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
     anchor = LlamaForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
     anchor.eval()  # type: ignore[no-untyped-call]
-    report = training.TrainReport(parameters=training.count_parameters(model))
+    report = lm.TrainReport(parameters=lm.count_parameters(model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01, betas=(0.9, 0.98))
     model.train()
     drill_loss = kl = torch.zeros(())
     for step in (bar := tqdm(range(recipe.steps), desc="check", mininterval=5)):
         for group in optimizer.param_groups:
-            group["lr"] = training._schedule(step, recipe.steps, recipe.lr)
-        ids, mask, labels = training.encode([check_drill(next(stream), rng) for _ in range(recipe.drills)])
+            group["lr"] = lm.lr_schedule(step, recipe.steps, recipe.lr)
+        ids, mask, labels = lm.encode([check_drill(next(stream), rng) for _ in range(recipe.drills)])
         drill_loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         report.tokens += int(mask.sum())
-        ids, mask, labels = training.encode([solve_example(next(stream)) for _ in range(recipe.anchors)])
+        ids, mask, labels = lm.encode([solve_example(next(stream)) for _ in range(recipe.anchors)])
         with torch.no_grad():
             held = torch.log_softmax(anchor(input_ids=ids, attention_mask=mask).logits[:, :-1], -1)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1], -1)
@@ -132,7 +134,7 @@ def train_checker(recipe: CheckRecipe, generator_dir: Path, out_dir: Path) -> tr
     report.final_loss = drill_loss.item()
     report.seconds = time.time() - started
     # fp32: the anchored solve form is the starting one plus small updates that bf16 would round off
-    training.save_checkpoint(model, model.config, out_dir, dtype=torch.float32,
+    lm.save_checkpoint(model, model.config, out_dir, dtype=torch.float32,
                              revision=RevisionFormat.from_model_dir(generator_dir), check=CHECK_FORM)
     record = training_record(recipe, generator_dir, report, drill_loss.item(), kl.item())
     (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -20,18 +20,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from models.embedded import task
-from models.embedded.prm_model import ProcessRewardModel, VerifierShape, build_verifier
-from models.embedded.tokenizer import PAD, build_tokenizer, token_ids
-from models.embedded.training import (
+from ttc_serve.models.embedded import task
+from ttc_serve.training.lm import (
     MAX_LEN,
     TrainReport,
-    _seed_everything,
-    _write_report,
     count_parameters,
-    sample_solutions,
     save_checkpoint,
+    seed_everything,
+    write_report,
 )
+from ttc_serve.training.prm_model import ProcessRewardModel, VerifierShape, build_verifier
+from ttc_serve.training.rollouts import sample_solutions
+from ttc_serve.training.tokenizer import PAD, build_tokenizer, token_ids
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, body_dir: Path, out_dir: P
     """Label (unless ``examples`` are given) with ``generator_dir``'s rollouts, build the verifier on
     ``body_dir``'s generator, fit its score head, and save it into ``out_dir``."""
     started = time.time()
-    _seed_everything(recipe.seed, recipe.threads)
+    seed_everything(recipe.seed, recipe.threads)
     if examples is None:
         examples = label_prm_examples(recipe, generator_dir)
     report = TrainReport()
@@ -158,7 +158,7 @@ def train_prm(recipe: PrmRecipe, generator_dir: Path, body_dir: Path, out_dir: P
     report.seconds = time.time() - started
     save_checkpoint(model, config, out_dir)
     label_values = [v for ex in examples for v in ex.labels]
-    _write_report(out_dir, {
+    write_report(out_dir, {
         "recipe": asdict(recipe), "report": asdict(report), "generator": str(generator_dir),
         "body": str(body_dir),
         "labels": {"examples": len(examples), "steps": len(label_values),

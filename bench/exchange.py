@@ -1,4 +1,5 @@
-"""``ttc-serve exchange``: the paper's §7, pre-training compute against test-time compute.
+"""The paper's §7, pre-training compute against test-time compute (``make bench-exchange``, that is
+``python -m bench.exchange``).
 
 The small generator with ``auto`` (difficulty estimate charged, PRM counted) against a ~14x larger
 generator decoding greedily, at matched total FLOPs. Total FLOPs are pre-training (3 forward passes'
@@ -22,17 +23,23 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from models.cost import FlopsModel
-from models.protocols import GenerationRequest, Generator
-from router.calibrate import fit, plots, stats
-from router.calibrate.dataset import Question
-from router.calibrate.grid import oracle_pass_rates, run_jobs, sampling_for
-from router.calibrate.records import RecordStore
-from router.engine import Engine, EngineRequest
-from router.errors import BudgetTooSmall
-from router.strategies.base import SamplingConfig
+import typer
+
+from ttc_serve.app import wiring
+from ttc_serve.app.cli.common import bound_store, floats, require_plotting, stop_on_sigterm
+from ttc_serve.app.settings import EMBEDDED_DIR, Settings
+from ttc_serve.models.cost import FlopsModel
+from ttc_serve.models.identity import fingerprint
+from ttc_serve.models.protocols import GenerationRequest, Generator
+from ttc_serve.router.calibrate import fit, plots, stats
+from ttc_serve.router.calibrate.dataset import Question, load_questions
+from ttc_serve.router.calibrate.grid import oracle_pass_rates, run_jobs, sampling_for
+from ttc_serve.router.calibrate.records import RecordStore
+from ttc_serve.router.engine import Engine, EngineRequest
+from ttc_serve.router.errors import BudgetTooSmall
+from ttc_serve.router.policy import CalibratedPolicy
 
 PAPER_RATIOS = (0.16, 0.79, 22.0)
 
@@ -91,10 +98,8 @@ async def greedy_runs(generator: Generator, cost: FlopsModel, questions: Sequenc
 
 
 async def matched_auto_runs(engines: Sequence[Engine], questions: Sequence[Question], store: RecordStore,
-                            plan: ExchangePlan, small: PretrainedModel, large: PretrainedModel,
-                            sampling: SamplingConfig | None = None) -> None:
+                            plan: ExchangePlan, small: PretrainedModel, large: PretrainedModel) -> None:
     """``auto`` on the small model at each question's matched budget, for every ratio."""
-    base = sampling or SamplingConfig()
     large_rows = {r["qid"]: r for r in store.phase("large")}
     jobs: list[Callable[[Engine], Awaitable[None]]] = []
     for ratio in plan.ratios:
@@ -102,7 +107,7 @@ async def matched_auto_runs(engines: Sequence[Engine], questions: Sequence[Quest
             row = large_rows[question.qid]
             budget = matched_budget(row["flops_used"], row["tokens"], ratio, small, large)
             if ("matched", _label(ratio), budget, question.qid) not in store:
-                jobs.append(_auto_job(store, ratio, budget, index, question, base))
+                jobs.append(_auto_job(store, ratio, budget, index, question))
     await run_jobs(jobs, engines, plan.concurrency, "small + auto at matched FLOPs")
 
 
@@ -110,15 +115,15 @@ def _label(ratio: float) -> str:
     return f"auto R={ratio:g}"
 
 
-def _auto_job(store: RecordStore, ratio: float, budget: float, index: int, question: Question,
-              base: SamplingConfig) -> Callable[[Engine], Awaitable[None]]:
+def _auto_job(store: RecordStore, ratio: float, budget: float, index: int,
+              question: Question) -> Callable[[Engine], Awaitable[None]]:
     async def job(engine: Engine) -> None:
         row: dict[str, Any] = {"phase": "matched", "config": _label(ratio), "budget": budget,
                                "ratio": ratio, "qid": question.qid, "level": question.level}
         try:
             out = await engine.complete(EngineRequest(
                 prompt=question.prompt, flops_budget=budget, strategy="auto",
-                sampling=sampling_for(index, base)))
+                sampling=sampling_for(index, engine.sampling)))
         except BudgetTooSmall:
             row.update(correct=False, flops_used=0.0, strategy="too_small", bin=None)
         else:
@@ -216,3 +221,60 @@ def write_figures(summary: dict[str, Any], out_dir: Path) -> list[Path]:
     plots.difference_bars(bins, differences, title, "oracle difficulty bin (1 = easiest)",
                           "accuracy: small + auto - large greedy", difference)
     return [accuracy, difference]
+
+
+def main(
+    large_dir: Annotated[Path, typer.Option(help="the ~14x larger generator")] =
+        EMBEDDED_DIR / "generator-large",
+    questions: Annotated[str, typer.Option(help="embedded:test, or a prompt/answer JSONL")] = "embedded:test",
+    per_level: Annotated[int | None, typer.Option(min=1, help="questions per level (embedded)")] = 16,
+    ratios: Annotated[str, typer.Option(help="R = inference tokens / pre-training tokens")] = "0.16,0.79,22",
+    oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 16,
+    out_dir: Annotated[Path, typer.Option()] = Path("bench/results/exchange"),
+) -> None:
+    """The small generator with auto against the large one greedy, at matched total (pre-training +
+    inference) FLOPs, per difficulty bin (resumable, like calibrate and bench)."""
+    require_plotting()
+    stop_on_sigterm()
+    settings = wiring.offline(Settings())
+    policy, difficulty = wiring.load_policy(settings)
+    if not isinstance(policy, CalibratedPolicy) or difficulty is None:
+        raise typer.BadParameter("no calibrated policy (run `ttc-serve calibrate` first)")
+    if not (large_dir / "training.json").exists():
+        raise typer.BadParameter(f"no trained generator at {large_dir}", param_hint="--large-dir")
+    plan = ExchangePlan(ratios=floats(ratios, "--ratios"), oracle_samples=oracle_samples,
+                        concurrency=concurrency)
+    small, large = PretrainedModel.from_dir(settings.generator_dir), PretrainedModel.from_dir(large_dir)
+    items = load_questions(questions, per_level)
+    store = bound_store(out_dir, wiring.model_ids(settings).model_dump(), items, policy.model_dump_json(),
+                        large=fingerprint(large_dir))
+    max_tokens = wiring.sampling_defaults(settings).max_tokens
+
+    async def run_large() -> None:
+        if all(("large", "greedy", 0.0, q.qid) in store for q in items):
+            return
+        async with wiring.checkpoint_generator(settings, large_dir, "large", settings.max_model_len) as gen:
+            await collect_large(gen, large, items, store, plan, max_tokens)
+
+    async def run_small() -> None:
+        async with wiring.backend_pairs(settings) as pairs:
+            await collect_small(wiring.engines(settings, pairs),
+                                wiring.engines(settings, pairs, policy, difficulty),
+                                items, store, plan, small, large, max_tokens)
+
+    asyncio.run(run_large())
+    asyncio.run(run_small())
+    summary = summarise(store, items, plan, small, large,
+                        policy.fitted.get("oracle_thresholds", [0.2, 0.4, 0.6, 0.8]))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    figures = write_figures(summary, out_dir)
+    typer.echo(f"large greedy {summary['large_greedy']['accuracy']:.3f}")
+    for ratio, entry in summary["ratios"].items():
+        typer.echo(f"R={ratio}: small+auto {entry['small_auto']:.3f} vs large greedy "
+                   f"{entry['large_greedy']:.3f} (x{entry['inference_multiplier']:.1f} inference)")
+    typer.echo("figures: " + ", ".join(str(f) for f in figures))
+
+
+if __name__ == "__main__":
+    typer.run(main)

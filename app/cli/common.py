@@ -1,0 +1,50 @@
+"""What the offline commands share: parsing budget lists, stopping on SIGTERM, resumable stores."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ttc_serve.router.calibrate.records import RecordStore, run_context
+
+
+def floats(text: str, param: str) -> tuple[float, ...]:
+    try:
+        values = tuple(sorted(float(v) for v in text.split(",") if v.strip()))
+    except ValueError as exc:
+        raise typer.BadParameter(f"comma-separated numbers, e.g. 1e9,2e9 ({exc})", param_hint=param) from None
+    if not values or min(values) <= 0:
+        raise typer.BadParameter("give at least one budget, all positive", param_hint=param)
+    return values
+
+
+def stop_on_sigterm() -> None:
+    """Offline commands start vLLM servers of their own: on SIGTERM unwind like Ctrl-C, so that the
+    ``finally`` blocks stop them (process group and all) instead of leaving them to PDEATHSIG."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def require_plotting() -> None:
+    """Fail before the run, not after it: the figures come at its end."""
+    if importlib.util.find_spec("matplotlib") is None:
+        typer.echo("ttc-serve: this command draws figures with matplotlib, which is not installed: "
+                   "pip install 'ttc-serve[calibrate]'", err=True)
+        raise typer.Exit(2)
+
+
+def bound_store(out_dir: Path, models: dict[str, str], items: Iterable[Any], policy_json: str | None = None,
+                name: str = "records.jsonl", **extra: str) -> RecordStore:
+    """The run's record store, bound to what its records depend on (see ``RecordStore``)."""
+    store = RecordStore(out_dir / name, run_context(models, items, policy_json, **extra))
+    if store.stale is not None:
+        typer.echo(f"records of other models or questions moved to {store.stale}")
+    return store

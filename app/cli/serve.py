@@ -1,0 +1,42 @@
+"""``ttc-serve serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Annotated
+
+import typer
+
+from ttc_serve.app.settings import Settings
+
+
+def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)")] = None,
+          port: Annotated[int | None, typer.Option(help="port (TTC_PORT)")] = None) -> None:
+    """Serve the API. With no TTC_GENERATOR_URL / TTC_PRM_URL, start the embedded vLLM CPU servers."""
+    import uvicorn
+
+    from ttc_serve.app.main import create_app
+    from ttc_serve.app.wiring import embedded_server_specs
+    from ttc_serve.models.launcher import ServerStartError, running
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    urls = {"generator_url": settings.generator_url, "prm_url": settings.prm_url}
+    # Nothing embedded is checked or started for a backend whose URL is given.
+    wanted = [] if None not in urls.values() else [
+        spec for spec, url in zip(embedded_server_specs(settings), urls.values(), strict=True) if url is None]
+    # The embedded servers start here, before uvicorn, rather than in the app's lifespan: uvicorn
+    # acts on Ctrl-C only once its start-up has finished, which took minutes on a busy machine.
+    # Here Ctrl-C stops the start at once, and ``running`` stops whatever had started.
+    try:
+        with contextlib.suppress(KeyboardInterrupt), \
+                running(*wanted, timeout_s=settings.backend_start_timeout_s) as servers:
+            started = iter(server.base_url for server in servers)
+            settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
+            # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    except ServerStartError as exc:
+        typer.echo(f"ttc-serve: {exc}", err=True)
+        raise typer.Exit(1) from None
