@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix clean
 
 install: $(VENV)/.installed
 
@@ -45,7 +45,7 @@ bench-overhead: install
 # The strategy grid on the dev split (accuracy vs FLOPs per strategy, per level and per bin) and the
 # policy fitted from it; resumable.
 calibrate: install
-	$(VENV)/bin/ttc-serve calibrate
+	$(VENV)/bin/ttc-serve calibrate --policy-out models/embedded/policy.json
 	$(PY) -m bench.readme_figures
 
 bench-strategies: calibrate
@@ -54,6 +54,14 @@ eval-models: install
 	$(PY) -m bench.eval_models
 	$(PY) -m bench.model_cards
 	$(PY) -m bench.readme_figures
+
+# SmolLM2-135M-Instruct as an HF checkpoint, for the real-model test tier (bench/smollm2.py).
+smollm2: install
+	$(PY) -m bench.smollm2
+
+# Every strategy x endpoint x temperature x budget on SmolLM2 + the embedded PRM (~30 min).
+real-model-matrix: smollm2
+	$(PY) -m bench.real_model_matrix
 
 # The README's figures and the model cards, regenerated from the committed results (a test checks them).
 figures: install

@@ -69,6 +69,10 @@ class Compute(BaseModel):
     generated_tokens: int
     scored_tokens: int
     backend_calls: dict[str, int]
+    budget_source: str = Field(description="what set flops_budget: 'request' or 'default'")
+    sampling: dict[str, Any] = Field(
+        description="as the samples were drawn: temperature, top_p, seed, max_tokens (after fitting "
+                    "the context; a greedy request searches at the deployment's temperature)")
     trace: list[dict[str, Any]] | None = None
     calls: list[dict[str, Any]] | None = None  # with return_trace: usage and FLOPs of each backend call
 

@@ -25,6 +25,7 @@ from ttc_serve.app.protocol import (
     Usage,
 )
 from ttc_serve.app.state import ServiceState
+from ttc_serve.models.chat import ChatTemplateError
 from ttc_serve.models.vllm_http import BackendError
 from ttc_serve.router.engine import EngineRequest, EngineResult
 from ttc_serve.router.errors import DeadlineExceeded, RequestError
@@ -76,13 +77,13 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletionRequest,
-                    prompt: str) -> EngineRequest:
+                    prompt: str, question: str | None = None) -> EngineRequest:
     settings = state.settings
     if body.model != settings.model_name:
         raise ApiError(404, f"model {body.model!r} does not exist; this server serves "
                        f"{settings.model_name!r}", "invalid_request_error", "model",
                        "model_not_found")
-    budget = body.flops_budget if body.flops_budget is not None else settings.default_flops_budget
+    budget = body.flops_budget if body.flops_budget is not None else state.default_flops_budget
     if budget > settings.max_flops_budget:
         raise RequestError(f"flops_budget {budget:.4g} is over this deployment's limit of "
                            f"{settings.max_flops_budget:.4g}", "flops_budget")
@@ -94,14 +95,18 @@ def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletio
         top_p=defaults.top_p if body.top_p is None else body.top_p,
         max_tokens=body.max_tokens or defaults.max_tokens,
         seed=defaults.seed if body.seed is None else body.seed)
-    return EngineRequest(prompt=prompt, flops_budget=budget, strategy=body.strategy,
+    return EngineRequest(prompt=prompt, question=question, flops_budget=budget, strategy=body.strategy,
                          strategy_params=body.strategy_params, sampling=sampling,
                          deadline_s=settings.request_timeout_s)
 
 
-def _compute(outcome: EngineResult, with_trace: bool) -> Compute:
+def _compute(outcome: EngineResult, body: CompletionRequest | ChatCompletionRequest) -> Compute:
     ledger, result, difficulty = outcome.ledger, outcome.result, outcome.difficulty
+    sampling, with_trace = outcome.sampling, body.return_trace
     return Compute(
+        budget_source="request" if body.flops_budget is not None else "default",
+        sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+                  "max_tokens": sampling.max_tokens},
         strategy=outcome.strategy, params=result.params,
         difficulty=None if difficulty is None else DifficultyInfo(
             score=difficulty.score, bin=difficulty.bin, samples=difficulty.samples),
@@ -142,7 +147,7 @@ async def complete(state: ServiceState, request: Request, body: CompletionReques
     async with admitted(state):
         outcome = await _run(state, request, _engine_request(state, body, body.prompt_text()))
     return CompletionResponse(
-        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
+        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body),
         choices=[CompletionChoice(text=outcome.result.text,
                                   finish_reason=outcome.result.choice_finish_reason)])
 
@@ -150,10 +155,17 @@ async def complete(state: ServiceState, request: Request, body: CompletionReques
 async def chat(state: ServiceState, request: Request, body: ChatCompletionRequest) -> ChatCompletionResponse:
     if state.chat_template is None:
         raise RequestError("this generator has no chat template; use /v1/completions", "messages")
-    prompt = state.chat_template.render([m.model_dump() for m in body.messages])
+    try:
+        prompt = state.chat_template.render([m.model_dump() for m in body.messages],
+                                            strip_bos=await state.generator.adds_bos())
+    except ChatTemplateError as exc:
+        raise RequestError(str(exc), "messages") from None
     async with admitted(state):
-        outcome = await _run(state, request, _engine_request(state, body, prompt))
+        # a PRM of another family wants the question alone, not the generator's chat layout
+        question = None if state.verifier.prm.reads_generator_prompt else next(
+            (m.content for m in reversed(body.messages) if m.role == "user"), None)
+        outcome = await _run(state, request, _engine_request(state, body, prompt, question))
     return ChatCompletionResponse(
-        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body.return_trace),
+        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body),
         choices=[ChatChoice(message=ChatChoiceMessage(content=outcome.result.text),
                             finish_reason=outcome.result.choice_finish_reason)])

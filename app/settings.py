@@ -8,7 +8,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ttc_serve.models.check_format import CheckFormat
+from ttc_serve.models.prm_format import PrmFormat, PrmFormatName, prm_format
 from ttc_serve.models.revision_format import RevisionFormat, validate_revision_template
+from ttc_serve.router.selection import AnswerMatch
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
 EMBEDDED_POLICY = EMBEDDED_DIR.parent / "policy.json"
@@ -31,9 +33,19 @@ class Settings(BaseSettings):
     generator_served_name: str = "generator"
     prm_served_name: str = "prm"
     backend_api_key: str | None = None
-    max_model_len: int = Field(640, ge=16, le=1_048_576)
-    prm_step_tag: str = "<step>"
+    max_model_len: int = Field(640, ge=16, le=1_048_576, description=(
+        "the embedded servers' context; for a backend that does not say its own (/v1/models) and is "
+        "not set below, assumed"))
+    generator_max_model_len: int | None = Field(None, ge=16, le=1_048_576)
+    prm_max_model_len: int | None = Field(None, ge=16, le=1_048_576)
+    prm_format: PrmFormatName = Field(
+        "embedded", description="how the PRM wants a solution shown (models/prm_format.py): embedded, "
+                                "qwen2.5-math-prm or math-shepherd")
+    prm_step_tag: str | None = Field(None, description="the PRM's step tag; unset: its format's")
     step_delimiter: str = "\n"
+    answer_match: AnswerMatch = Field(
+        "exact", description="how votes compare final answers: exact strings, or math (math-verify: "
+                             "'0.5' and '\\frac{1}{2}' count as one answer; pip install 'ttc-serve[math]')")
     # The generator's revise prompt layout (models/revision_format.py); unset: the generator
     # checkpoint's own, from its tokenizer_config.json, else question first.
     revision_template: str | None = Field(
@@ -54,13 +66,23 @@ class Settings(BaseSettings):
                                            description="override the policy's predictor sample count")
 
     # Requests
-    default_flops_budget: float = Field(2e10, gt=0, description="used when a request names none")
+    default_flops_budget: float | None = Field(
+        None, gt=0, description="used when a request names none; unset: what four PRM-scored samples of "
+                                "default_max_tokens cost on the deployed models (app/wiring.py)")
     max_flops_budget: float = Field(1e18, gt=0)
     default_max_tokens: int = Field(128, ge=1, description="per sample, when a request sets none")
     default_temperature: float = Field(0.8, ge=0, le=2)
     max_samples_per_call: int = Field(256, ge=1, le=4096)
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")
+
+    @field_validator("step_delimiter")
+    @classmethod
+    def _step_delimiter(cls, value: str) -> str:
+        if not value:
+            raise ValueError("TTC_STEP_DELIMITER must not be empty: it splits a solution into the steps "
+                             "that the PRM scores and search extends (e.g. a newline)")
+        return value
 
     @field_validator("revision_template")
     @classmethod
@@ -73,6 +95,10 @@ class Settings(BaseSettings):
         return RevisionFormat(
             self.revision_template or own.template,
             own.attempt_prefix if self.revision_attempt_prefix is None else self.revision_attempt_prefix)
+
+    def prm(self) -> PrmFormat:
+        """The PRM's input format, with the step tag set here over its family's."""
+        return prm_format(self.prm_format, self.prm_step_tag)
 
     def check_format(self) -> CheckFormat | None:
         """The generator checkpoint's check form, unless revisions are set not to use it."""

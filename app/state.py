@@ -22,6 +22,7 @@ class ServiceState:
     verifier: VllmVerifier
     engine: Engine
     chat_template: ChatTemplate | None
+    default_flops_budget: float
     in_flight: int = 0
 
 
@@ -37,10 +38,12 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
     pair = wiring.backend_pair(settings, settings.generator_url, settings.prm_url,
                                observer=metrics.observe_backend)
     try:
+        await wiring.fit_to_servers(settings, pair)
         policy, difficulty = wiring.load_policy(settings)
         engine = wiring.build_engine(settings, pair, policy, difficulty)
         yield ServiceState(settings=settings, metrics=metrics, generator=pair.generator,
                            verifier=pair.verifier, engine=engine,
-                           chat_template=ChatTemplate.from_model_dir(settings.generator_dir))
+                           chat_template=ChatTemplate.from_model_dir(settings.generator_dir),
+                           default_flops_budget=wiring.default_flops_budget(settings))
     finally:
         await pair.aclose()

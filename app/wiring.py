@@ -20,11 +20,18 @@ from ttc_serve.models.cost import FlopsModel
 from ttc_serve.models.embedded.serving import embedded_specs
 from ttc_serve.models.identity import fingerprint
 from ttc_serve.models.launcher import ServerSpec, VllmServer, start_all
-from ttc_serve.models.vllm_http import CallObserver, HttpBackendConfig, VllmGenerator, VllmVerifier
-from ttc_serve.router.budget import CostModels
+from ttc_serve.models.vllm_http import (
+    CallObserver,
+    HttpBackendConfig,
+    VllmGenerator,
+    VllmVerifier,
+    same_tokenizer,
+    served_max_model_len,
+)
+from ttc_serve.router.budget import CostModels, prm_tokens_bound
 from ttc_serve.router.difficulty import DifficultyPredictor, VerifierDifficulty
 from ttc_serve.router.engine import Engine
-from ttc_serve.router.policy import CalibratedPolicy, FixedPolicy, ModelIds, Policy
+from ttc_serve.router.policy import CalibratedPolicy, FixedPolicy, ModelIds, Policy, PolicyMismatch
 from ttc_serve.router.strategies.base import SamplingConfig
 
 logger = logging.getLogger(__name__)
@@ -48,8 +55,24 @@ def sampling_defaults(settings: Settings) -> SamplingConfig:
     """What a request that sets nothing samples with; requests override field by field."""
     return SamplingConfig(temperature=settings.default_temperature, top_p=1.0,
                           max_tokens=settings.default_max_tokens,
-                          step_delimiter=settings.step_delimiter,
+                          step_delimiter=settings.step_delimiter, answer_match=settings.answer_match,
                           max_samples_per_call=settings.max_samples_per_call)
+
+
+# A request without a budget gets what this many PRM-scored samples of the default length cost (after
+# a prompt of DEFAULT_BUDGET_PROMPT tokens), so that the default fits whatever models are deployed.
+DEFAULT_BUDGET_SAMPLES = 4
+DEFAULT_BUDGET_PROMPT = 128
+
+
+def default_flops_budget(settings: Settings) -> float:
+    if settings.default_flops_budget is not None:
+        return settings.default_flops_budget
+    costs, m = cost_models(settings), settings.default_max_tokens
+    sample = costs.sample_worst(DEFAULT_BUDGET_PROMPT, m) + costs.score_worst(
+        prm_tokens_bound(DEFAULT_BUDGET_PROMPT, m, max(1, m // 4)))
+    derived = costs.generator.span(0, DEFAULT_BUDGET_PROMPT) + DEFAULT_BUDGET_SAMPLES * sample
+    return float(min(settings.max_flops_budget, float(f"{derived:.2g}")))
 
 
 def cost_models(settings: Settings) -> CostModels:
@@ -73,7 +96,15 @@ def load_policy(settings: Settings) -> tuple[Policy, DifficultyPredictor | None]
         logger.warning("no calibrated policy at %s: auto runs best-of-N", path)
         return FixedPolicy(), None
     policy = CalibratedPolicy.load(path)
-    policy.check_models(model_ids(settings))
+    try:
+        policy.check_models(model_ids(settings))
+    except PolicyMismatch as exc:
+        if path != EMBEDDED_POLICY:  # asked for by name: serving it for other models would mislead
+            raise
+        # the shipped policy, by default, in front of other models: it says nothing about them
+        logger.warning("the shipped policy is for the embedded models, not these (%s): auto runs "
+                       "best-of-N until a policy fitted for them is given (TTC_POLICY_PATH)", exc)
+        return FixedPolicy(), None
     spec = policy.difficulty
     samples = settings.difficulty_samples or spec.samples
     logger.info("policy %s: %d bins, %d-sample difficulty prediction", path, spec.bins, samples)
@@ -102,8 +133,23 @@ def backend_pair(settings: Settings, generator_url: str, prm_url: str,
                  observer: CallObserver | None = None) -> BackendPair:
     return BackendPair(
         VllmGenerator(_config(settings, generator_url, settings.generator_served_name), observer=observer),
-        VllmVerifier(_config(settings, prm_url, settings.prm_served_name), step_tag=settings.prm_step_tag,
+        VllmVerifier(_config(settings, prm_url, settings.prm_served_name), prm=settings.prm(),
                      observer=observer))
+
+
+async def fit_to_servers(settings: Settings, pair: BackendPair) -> None:
+    """What only the servers can tell: each one's context length (where no setting gives it), and
+    whether they tokenize alike (else PRM inputs are counted in the PRM's own tokens). A server that
+    cannot be asked yet leaves the safe assumptions: TTC_MAX_MODEL_LEN, and separate tokenizers."""
+    for backend, configured in ((pair.generator, settings.generator_max_model_len),
+                                (pair.verifier, settings.prm_max_model_len)):
+        served = configured or await served_max_model_len(backend)
+        if served is not None:
+            backend.max_model_len = served
+    pair.verifier.shares_generator_tokenizer = await same_tokenizer(pair.generator, pair.verifier)
+    logger.info("generator context %d, verifier context %d, %s tokenizer", pair.generator.max_model_len,
+                pair.verifier.max_model_len,
+                "one" if pair.verifier.shares_generator_tokenizer else "the verifier's own")
 
 
 def build_engine(settings: Settings, pair: BackendPair, policy: Policy | None = None,
@@ -122,7 +168,7 @@ def embedded_server_specs(settings: Settings) -> tuple[ServerSpec, ServerSpec]:
     """The embedded generator and PRM as these settings configure them."""
     return embedded_specs(settings.generator_dir, settings.prm_dir,
                           generator_name=settings.generator_served_name,
-                          prm_name=settings.prm_served_name, step_tag=settings.prm_step_tag,
+                          prm_name=settings.prm_served_name, step_tag=settings.prm().step_tag,
                           max_model_len=settings.max_model_len, generator_cpu=settings.generator_cpu_bind,
                           prm_cpu=settings.prm_cpu_bind)
 
@@ -148,6 +194,8 @@ async def backend_pairs(settings: Settings, generator_urls: Sequence[str] = (),
                 raise group.exceptions[0] from None
             urls = [(servers[0].base_url, servers[1].base_url)]
         pairs = [backend_pair(settings, g, p) for g, p in urls]
+        for pair in pairs:
+            await fit_to_servers(settings, pair)
         yield pairs
     finally:
         for pair in pairs:

@@ -71,11 +71,11 @@ async def measure(n: int, repeats: int) -> dict[str, Any]:
                             break
                     await asyncio.sleep(0.5)
                 for seed in range(3):  # warm-up both paths
-                    await direct(http, gen, prm, n, seed, settings.prm_step_tag)
+                    await direct(http, gen, prm, n, seed, settings.prm().step_tag)
                     await via_service(http, url, n, seed, settings.model_name)
                 for seed in range(100, 100 + repeats):
                     started = time.perf_counter()
-                    await direct(http, gen, prm, n, seed, settings.prm_step_tag)
+                    await direct(http, gen, prm, n, seed, settings.prm().step_tag)
                     t_direct.append(time.perf_counter() - started)
                     started = time.perf_counter()
                     compute = await via_service(http, url, n, seed, settings.model_name)

@@ -40,6 +40,7 @@ async def question_chains(generator: Generator, verifier: Verifier, costs: CostM
     prompt = task.solve_prompt(problem)
     meter = Meter(Ledger(budget=math.inf), generator, verifier, costs)
     ctx = StrategyContext(prompt=prompt, prompt_tokens=await generator.count_tokens(prompt), meter=meter,
+                          question=prompt,
                           sampling=SamplingConfig(temperature=0.8, max_tokens=MAX_TOKENS, seed=seed),
                           check=form)
     first = await meter.generate(GenerationRequest(prompts=[prompt], n=chains, max_tokens=MAX_TOKENS,

@@ -1,10 +1,13 @@
 """FLOPs cost model read from a model's HF ``config.json``.
 
 A forward pass costs ``2 * N`` FLOPs per token for the weight matmuls (N = parameters that take part
-in matmuls: attention, MLP, and the output head; the embedding lookup is free) plus an attention term
-``2 * n_layers * context * d_model`` for the token at a given context length (QK^T and AV, Kaplan et
-al.). Costs are computed from the token counts the backend reports, position by position, so a long
-prompt costs more per token than a short one.
+in matmuls: attention, MLP, and the output head, counted once when tied to the embedding; the
+embedding lookup is free) plus, for the token at a position that attends to ``context`` tokens,
+``4 * n_layers * context * heads * head_dim``: QK^T and AV, each a multiply-add over ``head_dim`` for
+every query head and attended token. Grouped-query attention shares keys and values between heads
+but not this work, so it is counted in query heads. Costs are computed from the token counts the
+backend reports, position by position, so a long prompt costs more per token than a short one.
+``tests/test_flops.py`` checks the count against torch's own FLOP counter on the HF models.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 class FlopsModel:
     matmul_params: int
     n_layers: int
-    d_model: int
+    attention_width: int  # query heads x head_dim
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any]) -> FlopsModel:
@@ -36,7 +39,8 @@ class FlopsModel:
             head = d * d + d * int(config.get("num_labels", 2))  # score: Linear(d, d), Linear(d, labels)
         else:
             head = d * int(config["vocab_size"])  # the LM head (a matmul even when tied)
-        return cls(matmul_params=layers * (attention + mlp) + head, n_layers=layers, d_model=d)
+        return cls(matmul_params=layers * (attention + mlp) + head, n_layers=layers,
+                   attention_width=heads * head_dim)
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> FlopsModel:
@@ -53,7 +57,7 @@ class FlopsModel:
             return 0.0
         count = end - start
         context_sum = (start + 1 + end) * count / 2  # sum of (pos + 1) over the span
-        return 2.0 * self.matmul_params * count + 2.0 * self.n_layers * self.d_model * context_sum
+        return 2.0 * self.matmul_params * count + 4.0 * self.n_layers * self.attention_width * context_sum
 
     def sequence(self, prompt_tokens: int, cached_tokens: int = 0, generated: int = 0) -> float:
         """A prompt (its cached prefix is free) followed by ``generated`` new tokens."""

@@ -70,16 +70,21 @@ class VerifierResult:
 class Verifier(Protocol):
     name: str
     max_model_len: int
+    # True when the verifier tokenizes as the generator does, so that a PRM input's tokens are bounded
+    # by the generator's counts; else they are counted by the verifier's tokenizer before scoring
+    shares_generator_tokenizer: bool
 
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
         """Score each solution (a list of steps) to its prompt; one score per step."""
         ...
 
+    async def count_inputs(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> list[int]:
+        """Each PRM input's tokens, as the verifier will count them when scoring (no FLOPs)."""
+        ...
+
 
 def prm_text(prompt: str, steps: Sequence[str], step_tag: str) -> str:
-    """A PRM's input: the prompt, then each step ended by the step tag (one score per tag).
-
-    The tag takes the place of the step's newline, as ``<extra_0>`` ends each step for
-    Qwen2.5-Math-PRM; the embedded PRM embeds its tag as a newline, so that its body reads the text
-    exactly as the generator wrote it."""
+    """The embedded PRM's input: the prompt, then each step ended by the step tag in place of its
+    newline (the embedded PRM embeds its tag as a newline, so that its body reads the text exactly as
+    the generator wrote it). Other PRMs' layouts: ``models/prm_format.py``."""
     return prompt + "".join(f"{step}{step_tag}" for step in steps)

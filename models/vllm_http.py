@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 
+from ttc_serve.models.prm_format import PrmFormat
 from ttc_serve.models.protocols import (
     Completion,
     GenerationRequest,
     GenerationResult,
     Usage,
     VerifierResult,
-    prm_text,
 )
 
 
@@ -62,6 +62,7 @@ class _VllmHttpBackend:
         self.name = config.model
         self.max_model_len = config.max_model_len
         self._observer = observer
+        self._adds_bos: bool | None = None
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = httpx.AsyncClient(
             base_url=config.base_url, headers=headers,
@@ -110,6 +111,17 @@ class _VllmHttpBackend:
     async def count_tokens(self, prompt: str) -> int:
         body = await self._post("/tokenize", {"model": self.name, "prompt": prompt})
         return int(body["count"])
+
+    async def adds_bos(self) -> bool:
+        """Whether the server's tokenizer puts a token of its own (BOS) before every prompt: asked
+        of the server once, by tokenizing a probe with and without special tokens."""
+        if self._adds_bos is None:
+            probe = {"model": self.name, "prompt": "a"}
+            bare_probe = {**probe, "add_special_tokens": False}
+            plain, bare = await asyncio.gather(self._post("/tokenize", probe),
+                                               self._post("/tokenize", bare_probe))
+            self._adds_bos = int(plain["count"]) > int(bare["count"])
+        return self._adds_bos
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -165,13 +177,21 @@ class VllmVerifier(_VllmHttpBackend):
 
     kind = "verifier"
 
-    def __init__(self, config: HttpBackendConfig, step_tag: str,
+    def __init__(self, config: HttpBackendConfig, prm: PrmFormat,
                  observer: CallObserver | None = None):
         super().__init__(config, observer)
-        self.step_tag = step_tag
+        self.prm = prm
+        # until shown otherwise (``same_tokenizer``), PRM inputs are counted by the PRM's tokenizer
+        self.shares_generator_tokenizer = False
+
+    async def count_inputs(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> list[int]:
+        bodies = await _gather_or_cancel([
+            self._post("/tokenize", {"model": self.name, "prompt": self.format(p, s)})
+            for p, s in zip(prompts, solutions, strict=True)])
+        return [int(body["count"]) for body in bodies]
 
     def format(self, prompt: str, steps: Sequence[str]) -> str:
-        return prm_text(prompt, steps, self.step_tag)
+        return self.prm.text(prompt, steps)
 
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
         """One ``/pooling`` request per input, all at once (vLLM batches them): each response's
@@ -183,7 +203,7 @@ class VllmVerifier(_VllmHttpBackend):
         scores: list[list[float]] = []
         tokens: list[int] = []
         for steps, body in zip(solutions, bodies, strict=True):
-            row = [float(pair[1]) for pair in body["data"][0]["data"]]
+            row = [self.prm.score(pair) for pair in body["data"][0]["data"]]
             if len(row) != len(steps):
                 raise BackendError(self.kind, f"PRM returned {len(row)} scores for {len(steps)} "
                                    "steps: check the step tag and its id", unavailable=False)
@@ -191,6 +211,32 @@ class VllmVerifier(_VllmHttpBackend):
             tokens.append(int(body["usage"]["prompt_tokens"]))
         return VerifierResult(step_scores=scores, usage=Usage(prompt_tokens=sum(tokens)),
                               input_tokens=tokens)
+
+
+async def same_tokenizer(generator: VllmGenerator, verifier: VllmVerifier) -> bool:
+    """Whether both servers turn a probe text (digits, words, spaces, newlines, the step tag,
+    non-ASCII) into the same token ids; False when either cannot be asked."""
+    probe = f"question: 12+5 is what?\n12+5=17{verifier.prm.step_tag}answer: \\boxed{{17}} é\n"
+    try:
+        ours, theirs = await asyncio.gather(
+            generator._post("/tokenize", {"model": generator.name, "prompt": probe}),
+            verifier._post("/tokenize", {"model": verifier.name, "prompt": probe}))
+    except BackendError:
+        return False
+    return bool(ours.get("tokens") == theirs.get("tokens"))
+
+
+async def served_max_model_len(backend: VllmGenerator | VllmVerifier) -> int | None:
+    """The context length the server was started with (``/v1/models``), None if it cannot say."""
+    try:
+        response = await backend._client.get("/v1/models", timeout=5.0)
+        models = response.json().get("data", []) if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return None
+    for model in models:
+        if model.get("id") == backend.name and model.get("max_model_len"):
+            return int(model["max_model_len"])
+    return None
 
 
 async def _gather_or_cancel(calls: Sequence[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -109,8 +109,23 @@ class Meter:
         self.ledger.generate_calls += 1
         return result
 
+    async def scoring_tokens(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]],
+                             generator_bounds: Sequence[int]) -> list[int]:
+        """The tokens the budget must assume for each PRM input: the bound in generator tokens when
+        the verifier shares the generator's tokenizer, else the verifier's own count (it may split
+        the same text into many more tokens than the generator did)."""
+        if self.verifier.shares_generator_tokenizer:
+            return list(generator_bounds)
+        return await self.verifier.count_inputs(prompts, solutions)
+
+    def scorable(self, input_tokens: int) -> bool:
+        """Whether a PRM input of this many tokens fits the verifier's context."""
+        return input_tokens <= self.verifier.max_model_len
+
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]],
                     tokens_bound: Sequence[int]) -> VerifierResult:
+        """``tokens_bound``: from ``scoring_tokens``, so that the check before holds in the PRM's
+        own tokens."""
         self.ledger.require(sum(self.costs.score_worst(t) for t in tokens_bound))
         result = await self.verifier.score(prompts, solutions)
         flops = sum(self.costs.verifier.sequence(t) for t in result.input_tokens)

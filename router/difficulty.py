@@ -65,7 +65,7 @@ class VerifierDifficulty:
     thresholds: tuple[float, ...]
 
     async def predict(self, ctx: StrategyContext) -> Difficulty:
-        metered = StrategyContext(prompt=ctx.prompt, prompt_tokens=ctx.prompt_tokens,
+        metered = StrategyContext(prompt=ctx.prompt, prompt_tokens=ctx.prompt_tokens, question=ctx.question,
                                   meter=ctx.meter.with_account("difficulty"), sampling=ctx.sampling)
         candidates, _ = await draw(metered, self.samples, scored=True, aggregation="last")
         score = sum(c.score or 0.0 for c in candidates) / max(1, len(candidates))

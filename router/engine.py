@@ -8,6 +8,7 @@ samples to the chosen strategy.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,6 +33,8 @@ from ttc_serve.router.strategies.base import SamplingConfig, StrategyContext, St
 
 AUTO = "auto"
 STRATEGY_NAMES = (AUTO, *STRATEGIES)
+# what a greedy request's search samples at where the deployment's own default is greedy too
+EXPLORATION_TEMPERATURE = 0.8
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class EngineRequest:
     strategy: str = AUTO
     strategy_params: Mapping[str, Any] | None = None
     sampling: SamplingConfig | None = None  # None: the engine's defaults
+    question: str | None = None  # what the verifier sees as the question (None: the prompt)
     deadline_s: float | None = None
 
 
@@ -51,6 +55,7 @@ class EngineResult:
     ledger: Ledger
     prompt_tokens: int
     difficulty: Difficulty | None
+    sampling: SamplingConfig  # as it ran: max_tokens fitted to the context, greedy made search
 
 
 class Engine:
@@ -85,6 +90,7 @@ class Engine:
         sampling = self._fit_context(request, prompt_tokens)
         meter = Meter(Ledger(budget=request.flops_budget), self.generator, self.verifier, self.costs)
         return StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens, meter=meter,
+                               question=request.prompt if request.question is None else request.question,
                                sampling=sampling, revision=self.revision, check=self.check)
 
     async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
@@ -93,6 +99,7 @@ class Engine:
         # whole budget goes to the one configuration every bin would get.
         if (request.strategy == AUTO and self.difficulty_predictor is not None
                 and self.policy.depends_on_difficulty(ctx.meter.ledger.remaining)):
+            await self._require_verifier_room(ctx)
             difficulty = await self.difficulty_predictor.predict(ctx)
             ctx.reuse = list(difficulty.candidates)
         name, params_raw = (request.strategy, request.strategy_params)
@@ -105,6 +112,8 @@ class Engine:
             params = parse_params(strategy, params_raw)
         except ValidationError as exc:
             raise InvalidParams(name, exc) from exc
+        if strategy.scores(params) and difficulty is None:
+            await self._require_verifier_room(ctx)
         minimum = strategy.min_flops(ctx, params)
         if minimum > ctx.meter.ledger.remaining and not ctx.reuse:
             raise BudgetTooSmall(request.flops_budget, minimum, name)
@@ -113,16 +122,35 @@ class Engine:
         except InsufficientBudget as exc:  # not even one complete candidate could be paid for
             raise BudgetTooSmall(request.flops_budget, max(minimum, exc.needed), name) from exc
         return EngineResult(strategy=name, result=result, ledger=ctx.meter.ledger,
-                            prompt_tokens=prompt_tokens, difficulty=difficulty)
+                            prompt_tokens=prompt_tokens, difficulty=difficulty, sampling=ctx.sampling)
 
     def _fit_context(self, request: EngineRequest, prompt_tokens: int) -> SamplingConfig:
-        """Cap max_tokens so that prompt + completion fits the generator, and the scored solution
-        (with one step tag per step) fits the PRM."""
-        room_generator = self.generator.max_model_len - prompt_tokens
-        room_verifier = (self.verifier.max_model_len - prompt_tokens - 2) // 2
-        room = min(room_generator, room_verifier)
+        """The request's sampling as it will run: max_tokens capped so that prompt + completion fits
+        the generator; a greedy request made deterministic search (``_explore``)."""
+        room = self.generator.max_model_len - prompt_tokens
         if room < 1:
-            limit = min(self.generator.max_model_len, self.verifier.max_model_len // 2)
-            raise PromptTooLong(prompt_tokens, limit)
+            raise PromptTooLong(prompt_tokens, self.generator.max_model_len)
         sampling = request.sampling or self.sampling
+        if sampling.temperature == 0:
+            sampling = self._explore(sampling, request.prompt)
         return replace(sampling, max_tokens=min(sampling.max_tokens, room))
+
+    def _explore(self, sampling: SamplingConfig, prompt: str) -> SamplingConfig:
+        """Temperature 0 asks for one deterministic answer. Search needs different samples to choose
+        among (vLLM refuses n > 1 at temperature 0, and identical samples would be paid for and
+        teach nothing), so the strategy samples at the deployment's temperature with a seed fixed
+        by the prompt: the same request gets the same answer, the search still searches. A seed the
+        request gives is kept."""
+        temperature = self.sampling.temperature or EXPLORATION_TEMPERATURE
+        seed = sampling.seed
+        if seed is None:
+            seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 2**31
+        return replace(sampling, temperature=temperature, seed=seed)
+
+    async def _require_verifier_room(self, ctx: StrategyContext) -> None:
+        """Refuse, before anything is spent, a prompt that leaves the verifier no room to score a
+        step (its tokens counted by the verifier's own tokenizer where it has another)."""
+        meter = ctx.meter
+        [tokens] = await meter.scoring_tokens([ctx.question], [["x"]], [ctx.prompt_tokens + 3])
+        if not meter.scorable(tokens):
+            raise PromptTooLong(tokens, self.verifier.max_model_len, "the verifier (PRM)")

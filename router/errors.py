@@ -58,9 +58,9 @@ class BudgetTooSmall(RequestError):
 class PromptTooLong(RequestError):
     code = "context_length_exceeded"
 
-    def __init__(self, prompt_tokens: int, limit: int):
-        super().__init__(f"the prompt has {prompt_tokens} tokens; this deployment accepts prompts "
-                         f"of fewer than {limit} tokens", "prompt")
+    def __init__(self, prompt_tokens: int, limit: int, backend: str = "the generator"):
+        super().__init__(f"the prompt has {prompt_tokens} tokens for {backend}, whose context holds "
+                         f"{limit}: it leaves no room to answer", "prompt")
 
 
 class DeadlineExceeded(Exception):

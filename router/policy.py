@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ttc_serve.models.identity import same_model
+
 POLICY_VERSION = 1
 
 
@@ -116,7 +118,9 @@ class CalibratedPolicy(BaseModel):
         return len({repr(self.choose(b, budget)) for b in range(1, self.difficulty.bins + 1)}) > 1
 
     def check_models(self, served: ModelIds) -> None:
-        if served != self.models:
+        """Refuse to serve models the policy was not fitted for (by content, not by path)."""
+        if not (same_model(served.generator, self.models.generator)
+                and same_model(served.verifier, self.models.verifier)):
             raise PolicyMismatch(
                 f"the policy was fitted for generator {self.models.generator} and PRM "
                 f"{self.models.verifier}, but this server runs generator {served.generator} and PRM "

@@ -5,26 +5,52 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 Aggregation = Literal["last", "min", "prod"]
+# how votes compare final answers: as strings, or as mathematical objects (math-verify: "0.5" and
+# "\\frac{1}{2}" are one answer)
+AnswerMatch = Literal["exact", "math"]
+AnswerKey = Callable[[str | None], str | None]
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*[:=]?\s*(.+?)\s*$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*(?:[:=]|\s)\s*(\S.*?)\s*$", re.IGNORECASE)
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer: the last ``\\boxed{..}``, else the last ``answer: ..`` line; None if neither."""
-    boxed = _BOXED.findall(text)
+    """The final answer: the last non-empty ``\\boxed{..}``, else the last ``answer: ..`` line with
+    something after it; None if neither (an empty box is no answer, and must not win a vote)."""
+    boxed = [b.strip() for b in _BOXED.findall(text) if b.strip()]
     if boxed:
-        return str(boxed[-1]).strip()
+        return str(boxed[-1])
     for line in reversed(text.splitlines()):
         match = _ANSWER_LINE.match(line)
-        if match:
+        if match and match.group(1).strip():
             return match.group(1).strip()
     return None
+
+
+def answer_classes(answers: Sequence[str | None], match: AnswerMatch) -> AnswerKey:
+    """A key for voting: each answer mapped to the first answer of its class (itself, for
+    ``exact``). ``math`` compares every distinct answer with the classes found so far by
+    math-verify; it is CPU work, so callers in async code run it in a thread."""
+    if match == "exact":
+        return lambda answer: answer
+    from math_verify import parse, verify
+
+    classes: list[tuple[str, list[object]]] = []
+    key: dict[str, str] = {}
+    for answer in dict.fromkeys(a for a in answers if a is not None):
+        # no signal-based timeouts: they work only in the main thread, and this runs in a worker
+        parsed = parse(f"${answer}$", parsing_timeout=None)
+        same = next((first for first, other in classes
+                     if parsed and other and verify(other, parsed, timeout_seconds=None)), None)
+        if same is None:
+            classes.append((answer, parsed))
+        key[answer] = same or answer
+    return lambda answer: None if answer is None else key.get(answer, answer)
 
 
 def split_steps(text: str, delimiter: str = "\n") -> list[str]:

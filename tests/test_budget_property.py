@@ -51,15 +51,23 @@ class ScriptedGenerator:
 
 
 class ScriptedVerifier:
+    """A verifier with a tokenizer of its own: ``tokens_per_char`` of its tokens per character of
+    the text (the generator's scripted tokens are one a character)."""
+
     name = "scripted-prm"
     max_model_len = 8192
+    shares_generator_tokenizer = False
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, tokens_per_char: int = 1):
         self.rng = rng
+        self.tokens_per_char = tokens_per_char
+
+    async def count_inputs(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> list[int]:
+        return [(len(p) + 1 + sum(len(s) + 2 for s in steps)) * self.tokens_per_char
+                for p, steps in zip(prompts, solutions, strict=True)]
 
     async def score(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]]) -> VerifierResult:
-        tokens = [len(p) + 1 + sum(len(s) + 2 for s in steps)
-                  for p, steps in zip(prompts, solutions, strict=True)]
+        tokens = await self.count_inputs(prompts, solutions)
         return VerifierResult(step_scores=[[self.rng.random() for _ in steps] for steps in solutions],
                               usage=Usage(prompt_tokens=sum(tokens)), input_tokens=tokens)
 
@@ -76,12 +84,15 @@ COSTS = CostModels(generator=FlopsModel(870_000, 4, 128), verifier=FlopsModel(86
     max_tokens=st.integers(4, 160),
     ratio=st.sampled_from([0.0625, 1.0, 4.0, 64.0]),
     seed=st.integers(0, 2**16),
+    prm_tokens_per_char=st.sampled_from([1, 4]),
 )
 def test_no_strategy_ever_spends_more_than_its_budget(budget: float, strategy: str, n: int | None,
                                                       width: int | str, max_tokens: int, ratio: float,
-                                                      seed: int) -> None:
+                                                      seed: int, prm_tokens_per_char: int) -> None:
+    """Also when the PRM's tokenizer splits the text into four times the generator's tokens: its
+    inputs are then counted in its own tokens before they are scored."""
     rng = random.Random(seed)
-    engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng), COSTS)
+    engine = Engine(ScriptedGenerator(rng), ScriptedVerifier(rng, prm_tokens_per_char), COSTS)
     params: dict[str, object] = {}
     if strategy in ("beam_search", "dvts", "lookahead"):
         params = {"beam_width": width, "step_tokens": max(1, max_tokens // 3)}

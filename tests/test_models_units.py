@@ -27,8 +27,8 @@ def test_tokenizer_is_character_level_with_bos_and_one_step_token() -> None:
 def test_chat_template_makes_the_solve_prompt() -> None:
     template = ChatTemplate.from_model_dir(Settings().generator_dir)
     assert template is not None
-    assert template.render([{"role": "user", "content": " 3+4 "}]) == "question: 3+4\n"
-    assert template.render([{"role": "user", "content": "question: 3+4"}]) == "question: 3+4\n"
+    assert template.render([{"role": "user", "content": " 3+4 "}], strip_bos=True) == "question: 3+4\n"
+    assert template.render([{"role": "user", "content": "question: 3+4"}]) == "<bos>question: 3+4\n"
 
 
 def test_cost_model_counts_parameters_from_the_config() -> None:
@@ -46,9 +46,9 @@ def test_cost_model_counts_parameters_from_the_config() -> None:
 
 
 def test_cost_of_a_span_is_matmuls_plus_attention_by_position() -> None:
-    cost = FlopsModel(matmul_params=1000, n_layers=2, d_model=8)
+    cost = FlopsModel(matmul_params=1000, n_layers=2, attention_width=8)
     # positions 0..2 attend to 1, 2, 3 tokens
-    assert cost.span(0, 3) == 2 * 1000 * 3 + 2 * 2 * 8 * (1 + 2 + 3)
+    assert cost.span(0, 3) == 2 * 1000 * 3 + 4 * 2 * 8 * (1 + 2 + 3)  # QK^T + AV per query head
     assert cost.sequence(10, cached_tokens=4, generated=5) == cost.span(4, 15)
     assert cost.generation(10, 0, [3, 5]) == cost.span(0, 10) + cost.span(10, 13) + cost.span(10, 15)
     assert math.isclose(cost.span(0, 100), sum(cost.span(i, i + 1) for i in range(100)))

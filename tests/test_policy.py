@@ -97,3 +97,25 @@ def test_unsolved_questions_fill_the_hardest_oracle_bin() -> None:
     thresholds = fit_thresholds(rates)
     bins = [bin_of(r, thresholds) for r in rates]
     assert bins[:27] == [5] * 27 and all(b < 5 for b in bins[27:])
+
+
+def test_fingerprints_follow_content_not_paths(tmp_path: Path) -> None:
+    from ttc_serve.models.identity import fingerprint, same_model
+
+    def checkpoint(name: str, tokenizer: str, weights: bytes | None = None) -> Path:
+        directory = tmp_path / name
+        directory.mkdir(parents=True)
+        (directory / "config.json").write_text('{"hidden_size": 8}')
+        (directory / "tokenizer_config.json").write_text(tokenizer)
+        if weights is not None:
+            (directory / "model.safetensors").write_bytes(weights)
+        return directory
+
+    # the same files mounted elsewhere are the same model
+    assert same_model(fingerprint(checkpoint("a/generator", "{}")), fingerprint(checkpoint("b/gen", "{}")))
+    # two fine-tunes of one architecture, config only: the tokenizer content tells them apart
+    assert not same_model(fingerprint(checkpoint("c/gen", '{"chat_template": "x"}')),
+                          fingerprint(checkpoint("d/gen", '{"chat_template": "y"}')))
+    # with weights, the weights decide
+    assert not same_model(fingerprint(checkpoint("e/gen", "{}", b"1")),
+                          fingerprint(checkpoint("f/gen", "{}", b"2")))

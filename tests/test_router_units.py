@@ -11,6 +11,7 @@ from ttc_serve.router.budget import CostModels, InsufficientBudget, Ledger, prm_
 from ttc_serve.router.selection import (
     Scored,
     aggregate,
+    answer_classes,
     extract_answer,
     majority,
     split_steps,
@@ -34,6 +35,23 @@ def test_aggregations_and_answers() -> None:
     assert extract_answer("so \\boxed{42}.") == "42"
     assert extract_answer("no final line") is None
     assert split_steps("a\n\n b \n") == ["a", "b"]
+
+
+def test_empty_answers_are_no_answers() -> None:
+    assert extract_answer("x \\boxed{} and \\boxed{ }") is None
+    assert extract_answer("\\boxed{4} then \\boxed{}") == "4"  # the last non-empty box
+    assert extract_answer("answer:\nanswer: \n") is None
+
+
+def test_math_answer_classes_join_equal_values_and_exact_keeps_strings() -> None:
+    answers = ["0.5", "\\frac{1}{2}", "19", None, "19.0", "1/2", "x+1", "1+x"]
+    math = answer_classes(answers, "math")
+    assert [math(a) for a in answers] == ["0.5", "0.5", "19", None, "19", "0.5", "x+1", "x+1"]
+    exact = answer_classes(answers, "exact")
+    assert [exact(a) for a in answers] == answers
+    votes = ["3", "0.5", "\\frac{1}{2}", "3", "1/2"]
+    assert majority(votes) == "3"  # as strings, 3 has two votes and each form of a half one
+    assert majority([math(a) for a in votes]) == "0.5"  # as values, a half has three
 
 
 def test_ledger_refuses_what_it_cannot_pay() -> None:

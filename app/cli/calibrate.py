@@ -10,14 +10,19 @@ from typing import Annotated
 
 import typer
 
-from ttc_serve.app.cli.common import bound_store, floats, require_plotting, stop_on_sigterm
+from ttc_serve.app.cli.common import bound_store, floats, prompts_as_served, require_plotting, stop_on_sigterm
 from ttc_serve.app.settings import Settings
+from ttc_serve.router.calibrate.dataset import Question
+from ttc_serve.router.calibrate.records import RecordStore
 
 CALIBRATION_DIR = Path("bench/results/calibration")
 BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
 GeneratorUrls = Annotated[list[str] | None, typer.Option(
     help="vLLM generator; repeat for more (default: TTC_GENERATOR_URL, else the embedded servers)")]
 PrmUrls = Annotated[list[str] | None, typer.Option(help="vLLM PRM, one per --generator-url")]
+RawPrompts = Annotated[bool, typer.Option(
+    help="send a JSONL's prompts as they are (as /v1/completions would), not as a chat user message "
+         "through the generator's chat template")]
 
 
 def calibrate(
@@ -31,7 +36,9 @@ def calibrate(
     generator_url: GeneratorUrls = None,
     prm_url: PrmUrls = None,
     out_dir: Annotated[Path, typer.Option(help="records, summary, plots")] = CALIBRATION_DIR,
-    policy_out: Annotated[Path | None, typer.Option(help="where the policy goes (TTC_POLICY_PATH)")] = None,
+    policy_out: Annotated[Path | None, typer.Option(
+        help="where the policy goes (default OUT_DIR/policy.json; serve it with TTC_POLICY_PATH)")] = None,
+    raw_prompts: RawPrompts = False,
 ) -> None:
     """Run the strategy grid on the calibration split and fit the compute-optimal policy (resumable:
     finished runs are kept in OUT_DIR/records.jsonl and skipped when run again)."""
@@ -44,17 +51,23 @@ def calibrate(
     settings = wiring.offline(Settings())
     plan = cal.CalibrationPlan(budgets=floats(budgets, "--budgets"), difficulty_samples=difficulty_samples,
                                oracle_samples=oracle_samples, concurrency=concurrency)
-    items = load_questions(questions, per_level)
     models = wiring.model_ids(settings)
-    store = bound_store(out_dir, models.model_dump(), items)
 
-    async def run() -> None:
+    async def run() -> tuple[list[Question], RecordStore]:
         async with wiring.backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
+            items = await prompts_as_served(settings, pairs[0], load_questions(questions, per_level),
+                                            raw_prompts or questions.startswith("embedded:"))
+            store = bound_store(out_dir, models.model_dump(), items)
             await cal.collect(wiring.engines(settings, pairs), items, store, plan)
+            return items, store
 
-    asyncio.run(run())
-    policy, summary = cal.fit_policy(store, items, plan, models)
-    target = policy_out or settings.policy_path or out_dir / "policy.json"
+    items, store = asyncio.run(run())
+    try:
+        policy, summary = cal.fit_policy(store, items, plan, models)
+    except cal.NothingSolved as exc:
+        typer.echo(f"ttc-serve calibrate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    target = policy_out or out_dir / "policy.json"
     policy.save(target)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     figures = cal.write_figures(summary, out_dir)
@@ -73,6 +86,7 @@ def bench(
     generator_url: GeneratorUrls = None,
     prm_url: PrmUrls = None,
     out_dir: Annotated[Path, typer.Option()] = Path("bench/results/auto"),
+    raw_prompts: RawPrompts = False,
 ) -> None:
     """Held-out benchmark: auto (difficulty charged) vs every fixed strategy vs best-of-N."""
     from ttc_serve.app import wiring
@@ -90,18 +104,20 @@ def bench(
                                   curve_budgets=floats(curve_budgets, "--curve-budgets"),
                                   oracle_samples=oracle_samples,
                                   difficulty_samples=policy.difficulty.samples, concurrency=concurrency)
-    items = load_questions(questions, per_level)
     models = wiring.model_ids(settings).model_dump()
-    store = bound_store(out_dir, models, items)
-    auto_store = bound_store(out_dir, models, items, policy.model_dump_json(), "auto.jsonl")
 
-    async def run() -> None:
+    async def run() -> tuple[list[Question], RecordStore, RecordStore]:
         async with wiring.backend_pairs(settings, generator_url or [], prm_url or []) as pairs:
+            items = await prompts_as_served(settings, pairs[0], load_questions(questions, per_level),
+                                            raw_prompts or questions.startswith("embedded:"))
+            store = bound_store(out_dir, models, items)
+            auto_store = bound_store(out_dir, models, items, policy.model_dump_json(), "auto.jsonl")
             await bench_module.collect(wiring.engines(settings, pairs),
                                        wiring.engines(settings, pairs, policy, difficulty),
                                        items, store, auto_store, plan)
+            return items, store, auto_store
 
-    asyncio.run(run())
+    items, store, auto_store = asyncio.run(run())
     summary = bench_module.summarise(store, auto_store, items, plan, policy)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     figures = bench_module.write_figures(summary, out_dir)

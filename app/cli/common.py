@@ -5,11 +5,16 @@ from __future__ import annotations
 import importlib.util
 import signal
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from ttc_serve.app.settings import Settings
+from ttc_serve.app.wiring import BackendPair
+from ttc_serve.models.chat import ChatTemplate
+from ttc_serve.router.calibrate.dataset import Question
 from ttc_serve.router.calibrate.records import RecordStore, run_context
 
 
@@ -39,6 +44,19 @@ def require_plotting() -> None:
         typer.echo("ttc-serve: this command draws figures with matplotlib, which is not installed: "
                    "pip install 'ttc-serve[calibrate]'", err=True)
         raise typer.Exit(2)
+
+
+async def prompts_as_served(settings: Settings, pair: BackendPair, items: list[Question],
+                            raw: bool) -> list[Question]:
+    """The questions as a chat client's request would reach the generator: each prompt as a user
+    message through the generator's chat template (BOS as its tokenizer wants it); as they are when
+    ``raw`` or when the generator has no chat template."""
+    template = None if raw else ChatTemplate.from_model_dir(settings.generator_dir)
+    if template is None:
+        return items
+    strip = await pair.generator.adds_bos()
+    return [replace(q, prompt=template.render([{"role": "user", "content": q.prompt}], strip_bos=strip))
+            for q in items]
 
 
 def bound_store(out_dir: Path, models: dict[str, str], items: Iterable[Any], policy_json: str | None = None,

@@ -7,6 +7,7 @@ import logging
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ttc_serve.app.settings import Settings
 
@@ -21,8 +22,13 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     from ttc_serve.models.launcher import ServerStartError, running
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        typer.echo(f"ttc-serve: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per backend call is the metrics' job
     urls = {"generator_url": settings.generator_url, "prm_url": settings.prm_url}
     # Nothing embedded is checked or started for a backend whose URL is given.
     wanted = [] if None not in urls.values() else [

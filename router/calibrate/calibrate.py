@@ -57,15 +57,26 @@ def difficulty_views(store: RecordStore, questions: Sequence[Question], plan: Ca
     return scores, rates, {"mean": sum(costs) / max(1, len(costs)), "max": max(costs, default=0.0)}
 
 
+class NothingSolved(ValueError):
+    """No configuration answered any question right: a policy fitted on that would be noise."""
+
+
 def fit_policy(store: RecordStore, questions: Sequence[Question], plan: CalibrationPlan,
                models: ModelIds) -> tuple[CalibratedPolicy, dict[str, Any]]:
-    scores, rates, predict_cost = difficulty_views(store, questions, plan)
-    thresholds, predicted = fit.quantile_bins(scores)
-    oracle_thresholds, oracle = fit.quantile_bins(rates)
     wanted = {q.qid for q in questions}
     labels = {c.label for c in plan.configs}
     rows = [r for r in store.phase("grid") if r["qid"] in wanted and r["config"] in labels
             and float(r["budget"]) in plan.budgets]
+    if not any(r["correct"] for r in rows):
+        raise NothingSolved(
+            f"no configuration answered any of the {len(questions)} questions right at any budget "
+            f"({len(rows)} runs), so there is nothing to choose between and no policy was written. Check "
+            "that the answers are what the model's final answer will be (its last \\boxed{..} or "
+            "'answer: ..' line), that max_tokens (TTC_DEFAULT_MAX_TOKENS) leaves room to finish, and "
+            "that the budgets pay for at least one sample.")
+    scores, rates, predict_cost = difficulty_views(store, questions, plan)
+    thresholds, predicted = fit.quantile_bins(scores)
+    oracle_thresholds, oracle = fit.quantile_bins(rates)
     cv = fit.cross_validated(rows, predicted, seed=plan.cv_seed)
     chosen = fit.choose_by_cv(rows, predicted, cv)
     configs = {c.label: c for c in plan.configs}

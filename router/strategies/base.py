@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ttc_serve.models.check_format import CheckFormat
 from ttc_serve.models.revision_format import RevisionFormat
 from ttc_serve.router.budget import Meter
-from ttc_serve.router.selection import Aggregation
+from ttc_serve.router.selection import Aggregation, AnswerMatch
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class SamplingConfig:
     step_delimiter: str = "\n"
     max_samples_per_call: int = 256
     max_waves: int = 6  # sampling rounds used to spend what the first, worst-case-sized one left
+    answer_match: AnswerMatch = "exact"  # how votes compare final answers
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StrategyContext:
     prompt: str
     prompt_tokens: int  # as the generator counts them
     meter: Meter
+    question: str  # what the verifier is shown as the question (the prompt, or the user's message)
     sampling: SamplingConfig
     reuse: list[Candidate] = field(default_factory=list)  # samples already paid for (difficulty)
     # how the generator was trained to see its earlier attempts
@@ -82,6 +84,10 @@ class Strategy(Protocol):
 
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         """The cost of the cheapest complete run (one sample, scored if the strategy scores)."""
+        ...
+
+    def scores(self, params: StrategyParams) -> bool:
+        """Whether this run needs the verifier (PRM scores)."""
         ...
 
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult: ...

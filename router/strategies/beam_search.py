@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from ttc_serve.router.selection import extract_answer
 from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.tree_search import (
     Node,
@@ -21,6 +22,7 @@ from ttc_serve.router.strategies.tree_search import (
     select_answer,
     size_n,
 )
+from ttc_serve.router.strategies.verdict import answer_key
 
 SQRT_MIN_WIDTH = 2
 
@@ -64,6 +66,9 @@ class _StepSearch:
                             keep=max(1, n // width), lookahead=getattr(params, "lookahead", 0),
                             expected_step_tokens=expected_step_tokens)
 
+    def scores(self, params: StrategyParams) -> bool:
+        return True
+
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, TreeSearchParams)
         width = params.beam_width if isinstance(params.beam_width, int) else SQRT_MIN_WIDTH
@@ -104,8 +109,9 @@ class _StepSearch:
             sizes["beam_width_rule"] = "sqrt"
         if search.config.lookahead:
             sizes["lookahead"] = search.config.lookahead
+        key = await answer_key(ctx, [extract_answer(n.text) for n in finished or active])
         result = select_answer(finished, active, cut_short, {k: v for k, v in sizes.items() if v is not None},
-                               search.trace)
+                               search.trace, key)
         result.params["rounds"] = search.rounds
         return result
 

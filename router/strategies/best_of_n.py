@@ -5,7 +5,7 @@ from __future__ import annotations
 from ttc_serve.router.selection import Scored, weighted_best_of_n
 from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
-from ttc_serve.router.strategies.verdict import verdict
+from ttc_serve.router.strategies.verdict import answer_key, verdict
 
 
 class BestOfNParams(SampleCountParams):
@@ -16,15 +16,19 @@ class BestOfNWeighted:
     name: str = "best_of_n"
     params_model: type[StrategyParams] = BestOfNParams
 
+    def scores(self, params: StrategyParams) -> bool:
+        return True
+
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         return min_sampling_flops(ctx, scored=True)
 
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, BestOfNParams)
         candidates, cut_short = await draw(ctx, params.n, scored=True, aggregation=params.aggregation)
-        answer = weighted_best_of_n([Scored(c.answer, c.score or 0.0) for c in candidates])
+        key = await answer_key(ctx, [c.answer for c in candidates])
+        answer = weighted_best_of_n([Scored(key(c.answer), c.score or 0.0) for c in candidates])
         # The reply shows the highest-scored sample that gives the winning answer.
-        pool = [c for c in candidates if c.answer == answer] or candidates
+        pool = [c for c in candidates if key(c.answer) == answer] or candidates
         chosen = max(pool, key=lambda c: c.score or 0.0)
         return verdict(chosen, candidates, cut_short,
                        {"n": len(candidates), "aggregation": params.aggregation,

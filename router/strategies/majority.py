@@ -5,7 +5,7 @@ from __future__ import annotations
 from ttc_serve.router.selection import majority
 from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
-from ttc_serve.router.strategies.verdict import verdict
+from ttc_serve.router.strategies.verdict import answer_key, verdict
 
 
 class MajorityParams(SampleCountParams):
@@ -16,13 +16,17 @@ class MajorityVote:
     name: str = "majority"
     params_model: type[StrategyParams] = MajorityParams
 
+    def scores(self, params: StrategyParams) -> bool:
+        return False
+
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         return min_sampling_flops(ctx, scored=False)
 
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, MajorityParams)
         candidates, cut_short = await draw(ctx, params.n, scored=False)
-        answer = majority([c.answer for c in candidates])
-        chosen = next((c for c in candidates if c.answer == answer), candidates[0])
+        key = await answer_key(ctx, [c.answer for c in candidates])
+        answer = majority([key(c.answer) for c in candidates])
+        chosen = next((c for c in candidates if key(c.answer) == answer), candidates[0])
         return verdict(chosen, candidates, cut_short,
                        {"n": len(candidates), "n_requested": params.n})

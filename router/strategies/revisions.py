@@ -25,6 +25,7 @@ from ttc_serve.models.protocols import GenerationRequest
 from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
 from ttc_serve.router.errors import UnsupportedParams
 from ttc_serve.router.selection import (
+    AnswerKey,
     Scored,
     aggregate,
     extract_answer,
@@ -35,6 +36,7 @@ from ttc_serve.router.selection import (
 from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.check_repair import CheckAndRepair, RoundReport
 from ttc_serve.router.strategies.sampling import score_candidates
+from ttc_serve.router.strategies.verdict import answer_key
 
 CONTEXT_ATTEMPTS = 4  # the paper keeps the 4 most recent attempts in context
 MAX_PLANNED = 1024  # attempts; as RevisionParams.n
@@ -119,6 +121,10 @@ class SequentialRevisions:
                 break
         return best
 
+    def scores(self, params: StrategyParams) -> bool:
+        assert isinstance(params, RevisionParams)
+        return params.selection == "weighted"
+
     def min_flops(self, ctx: StrategyContext, params: StrategyParams) -> float:
         assert isinstance(params, RevisionParams)
         resolve_mode(ctx, params)  # refuses check_repair before anything is spent where it cannot run
@@ -146,7 +152,8 @@ class SequentialRevisions:
             cut_short = False
             for step in range(sequential):
                 cut_short = await self._revise(ctx, params, chains, step, scored) or cut_short
-            return self._select(chains, params, cut_short, parallel, sequential, mode, None)
+            key = await answer_key(ctx, [a.answer for chain in chains for a in chain])
+            return self._select(chains, params, cut_short, parallel, sequential, mode, None, key)
         # check and repair: first attempts (scored once they are final), then revision rounds
         cut_short = await self._revise(ctx, params, chains, 0, False)
         assert ctx.check is not None
@@ -169,8 +176,9 @@ class SequentialRevisions:
                                    params.aggregation)
             for chain in (c for c in chains if c):
                 chain[-1].score = aggregate(chain[-1].step_scores or [], params.aggregation)
+        key = await answer_key(ctx, [a.answer for chain in chains for a in chain])
         return self._select(chains, params, cut_short or rounds.cut_short, parallel, sequential,
-                            mode, rounds)
+                            mode, rounds, key)
 
     async def _revise(self, ctx: StrategyContext, params: RevisionParams, chains: list[list[Candidate]],
                       step: int, scored: bool) -> bool:
@@ -208,30 +216,33 @@ class SequentialRevisions:
         return cut_short
 
     def _select(self, chains: list[list[Candidate]], params: RevisionParams, cut_short: bool,
-                parallel: int, sequential: int, mode: Mode, rounds: RoundReport | None) -> StrategyResult:
+                parallel: int, sequential: int, mode: Mode, rounds: RoundReport | None,
+                key: AnswerKey) -> StrategyResult:
         attempts = [a for chain in chains for a in chain]
         if not attempts:  # the engine turns this into a 400 naming flops_budget
             raise InsufficientBudget(0.0, 0.0)
         if mode == "check_repair":  # every earlier attempt of a chain failed one of its checks
             finals = [c[-1] for c in chains if c]
             if params.selection == "majority":
-                answer = majority([a.answer for a in finals])
+                answer = majority([key(a.answer) for a in finals])
             else:
-                answer = weighted_best_of_n([Scored(a.answer, a.score or 0.0) for a in finals])
-            pool = [a for a in finals if a.answer == answer] or finals
+                answer = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in finals])
+            pool = [a for a in finals if key(a.answer) == answer] or finals
             chosen = max(pool, key=lambda a: a.score or 0.0)
         elif params.selection == "majority":
-            answer = majority([a.answer for a in attempts])
-            pool = [a for a in attempts if a.answer == answer] or attempts
+            answer = majority([key(a.answer) for a in attempts])
+            pool = [a for a in attempts if key(a.answer) == answer] or attempts
             chosen = pool[-1]  # the latest attempt that gives the majority answer
         else:
             picks = []
             for chain in (c for c in chains if c):
-                inner = weighted_best_of_n([Scored(a.answer, a.score or 0.0) for a in chain])
-                best = max([a for a in chain if a.answer == inner] or chain, key=lambda a: a.score or 0.0)
+                inner = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in chain])
+                best = max([a for a in chain if key(a.answer) == inner] or chain,
+                           key=lambda a: a.score or 0.0)
                 picks.append(best)
-            answer = weighted_best_of_n([Scored(a.answer, a.score or 0.0) for a in picks])
-            chosen = max([a for a in picks if a.answer == answer] or picks, key=lambda a: a.score or 0.0)
+            answer = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in picks])
+            chosen = max([a for a in picks if key(a.answer) == answer] or picks,
+                         key=lambda a: a.score or 0.0)
         outcome = ("budget_exhausted" if cut_short
                    else "answered" if chosen.answer is not None else "no_answer")
         trace = [{"chain": i, "attempt": j, **a.trace()} for i, chain in enumerate(chains)

@@ -59,18 +59,26 @@ def _score_bound(ctx: StrategyContext, candidate: Candidate) -> int:
 async def score_candidates(ctx: StrategyContext, candidates: list[Candidate],
                            aggregation: Aggregation) -> None:
     """PRM-score, in one verifier call, every candidate with steps that the budget still pays for
-    (in order); the others score 0."""
-    remaining, affordable, total = ctx.meter.ledger.remaining, [], 0.0
-    for cand in (c for c in candidates if c.steps):
-        cost = ctx.meter.costs.score_worst(_score_bound(ctx, cand))
+    (in order) and that fits the verifier's context; the others score 0."""
+    with_steps = [c for c in candidates if c.steps]
+    if not with_steps:
+        return
+    meter = ctx.meter
+    tokens = await meter.scoring_tokens([ctx.question] * len(with_steps), [c.steps for c in with_steps],
+                                        [_score_bound(ctx, c) for c in with_steps])
+    remaining, affordable, bounds, total = meter.ledger.remaining, [], [], 0.0
+    for cand, count in zip(with_steps, tokens, strict=True):
+        if not meter.scorable(count):
+            continue
+        cost = meter.costs.score_worst(count)
         if total + cost > remaining:
             break
         total += cost
         affordable.append(cand)
+        bounds.append(count)
     if affordable:
-        bounds = [_score_bound(ctx, c) for c in affordable]
-        result = await ctx.meter.score([ctx.prompt] * len(affordable), [c.steps for c in affordable],
-                                       bounds)
+        result = await meter.score([ctx.question] * len(affordable), [c.steps for c in affordable],
+                                   bounds)
         for cand, scores in zip(affordable, result.step_scores, strict=True):
             cand.step_scores = scores
     for cand in candidates:

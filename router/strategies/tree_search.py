@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 from ttc_serve.models.protocols import GenerationRequest
 from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
-from ttc_serve.router.selection import Aggregation, Scored, aggregate, extract_answer, weighted_best_of_n
+from ttc_serve.router.selection import (
+    Aggregation,
+    AnswerKey,
+    Scored,
+    aggregate,
+    extract_answer,
+    weighted_best_of_n,
+)
 from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyResult
 
 
@@ -156,18 +163,25 @@ class TreeSearch:
     async def score(self, nodes: list[Node]) -> None:
         """One PRM call for all nodes (through their lookahead rollouts when configured)."""
         targets = await self.rollout_ends(nodes) if self.config.lookahead else nodes
+        meter = self.ctx.meter
+        with_steps = [i for i, t in enumerate(targets) if t.steps]
+        tokens = await meter.scoring_tokens(
+            [self.ctx.question] * len(with_steps), [targets[i].steps for i in with_steps],
+            [prm_tokens_bound(self.ctx.prompt_tokens, targets[i].tokens, len(targets[i].steps))
+             for i in with_steps]) if with_steps else []
         scorable, bounds, total = [], [], 0.0
-        remaining = self.ctx.meter.ledger.remaining
-        for i in (i for i, t in enumerate(targets) if t.steps):  # in order, while the budget pays
-            bound = prm_tokens_bound(self.ctx.prompt_tokens, targets[i].tokens, len(targets[i].steps))
-            cost = self.ctx.meter.costs.score_worst(bound)
+        remaining = meter.ledger.remaining
+        for i, count in zip(with_steps, tokens, strict=True):  # in order, while the budget pays
+            if not meter.scorable(count):  # over the verifier's context: left unscored
+                continue
+            cost = meter.costs.score_worst(count)
             if total + cost > remaining:
                 break
             scorable.append(i)
-            bounds.append(bound)
+            bounds.append(count)
             total += cost
         if scorable:
-            result = await self.ctx.meter.score([self.ctx.prompt] * len(scorable),
+            result = await self.ctx.meter.score([self.ctx.question] * len(scorable),
                                                 [targets[i].steps for i in scorable], bounds)
             for i, scores in zip(scorable, result.step_scores, strict=True):
                 own = len(nodes[i].steps)
@@ -255,13 +269,14 @@ def _by_group(nodes: list[Node]) -> list[list[Node]]:
 
 
 def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
-                  params: dict[str, object], trace: list[dict[str, object]]) -> StrategyResult:
+                  params: dict[str, object], trace: list[dict[str, object]],
+                  key: AnswerKey = lambda answer: answer) -> StrategyResult:
     """Best-of-N weighted over the finished beams; if none finished, the best partial one."""
     pool = finished or active
     if not pool:
         raise InsufficientBudget(0.0, 0.0)
-    answer = weighted_best_of_n([Scored(extract_answer(n.text), n.score) for n in pool])
-    chosen = max([n for n in pool if extract_answer(n.text) == answer] or pool, key=lambda n: n.score)
+    answer = weighted_best_of_n([Scored(key(extract_answer(n.text)), n.score) for n in pool])
+    chosen = max([n for n in pool if key(extract_answer(n.text)) == answer] or pool, key=lambda n: n.score)
     chosen_answer = extract_answer(chosen.text)
     outcome = ("budget_exhausted" if cut_short
                else "answered" if chosen_answer is not None else "no_answer")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-from ttc_serve.router.strategies.base import Candidate, StrategyResult
+from ttc_serve.router.selection import AnswerKey, answer_classes
+from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyResult
+
+
+async def answer_key(ctx: StrategyContext, answers: Sequence[str | None]) -> AnswerKey:
+    """The request's voting key over these answers (math comparison off the event loop)."""
+    if ctx.sampling.answer_match == "exact":
+        return answer_classes(answers, "exact")
+    return await asyncio.to_thread(answer_classes, answers, ctx.sampling.answer_match)
 
 
 def verdict(chosen: Candidate, candidates: list[Candidate], cut_short: bool,
