@@ -17,11 +17,16 @@ AnswerKey = Callable[[str | None], str | None]
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*(?:[:=]|\s)\s*(\S.*?)\s*$", re.IGNORECASE)
+# "The answer is 18." / "The final answer is: 18": the sentence instruction-tuned models end with
+# (Math-Shepherd's and Minerva's convention); the answer runs to the end of its clause
+_ANSWER_SENTENCE = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*(\S.*?)\s*(?:[.,;](?:\s|$)|$)",
+                              re.IGNORECASE)
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer: the last non-empty ``\\boxed{..}``, else the last ``answer: ..`` line with
-    something after it; None if neither (an empty box is no answer, and must not win a vote)."""
+    """The final answer: the last non-empty ``\\boxed{..}``, else the last line that gives one
+    (``answer: ..``, or a sentence ``the answer is ..``); None if none does (an empty box is no
+    answer, and must not win a vote)."""
     boxed = [b.strip() for b in _BOXED.findall(text) if b.strip()]
     if boxed:
         return str(boxed[-1])
@@ -29,6 +34,9 @@ def extract_answer(text: str) -> str | None:
         match = _ANSWER_LINE.match(line)
         if match and match.group(1).strip():
             return match.group(1).strip()
+        sentences = _ANSWER_SENTENCE.findall(line)
+        if sentences and sentences[-1].strip():
+            return str(sentences[-1]).strip()
     return None
 
 

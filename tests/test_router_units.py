@@ -43,6 +43,13 @@ def test_empty_answers_are_no_answers() -> None:
     assert extract_answer("answer:\nanswer: \n") is None
 
 
+def test_answer_sentences_of_instruction_tuned_models() -> None:
+    assert extract_answer("6 + 3 = 9. The answer is 9.") == "9"
+    assert extract_answer("The answer is 9, as 6 and 3 make nine") == "9"
+    assert extract_answer("The final answer is 3.5.") == "3.5"
+    assert extract_answer("So the answer is x + 1.\nanswer: 7") == "7"  # the last line that gives one
+
+
 def test_math_answer_classes_join_equal_values_and_exact_keeps_strings() -> None:
     answers = ["0.5", "\\frac{1}{2}", "19", None, "19.0", "1/2", "x+1", "1+x"]
     math = answer_classes(answers, "math")
