@@ -28,7 +28,7 @@ from typing import Annotated, Any
 import typer
 
 from ttc_serve.app import wiring
-from ttc_serve.app.cli.common import bound_store, floats, require_plotting, stop_on_sigterm
+from ttc_serve.app.cli.common import bound_store, floats, stop_on_sigterm
 from ttc_serve.app.settings import EMBEDDED_DIR, Settings
 from ttc_serve.models.cost import FlopsModel
 from ttc_serve.models.identity import fingerprint
@@ -235,7 +235,6 @@ def main(
 ) -> None:
     """The small generator with auto against the large one greedy, at matched total (pre-training +
     inference) FLOPs, per difficulty bin (resumable, like calibrate and bench)."""
-    require_plotting()
     stop_on_sigterm()
     settings = wiring.offline(Settings())
     policy, difficulty = wiring.load_policy(settings)

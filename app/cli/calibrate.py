@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ttc_serve.app.cli.common import bound_store, floats, prompts_as_served, require_plotting, stop_on_sigterm
+from ttc_serve.app.cli.common import bound_store, floats, prompts_as_served, stop_on_sigterm
 from ttc_serve.app.settings import Settings
 from ttc_serve.router.calibrate.dataset import Question
 from ttc_serve.router.calibrate.records import RecordStore
@@ -46,7 +46,6 @@ def calibrate(
     from ttc_serve.router.calibrate import calibrate as cal
     from ttc_serve.router.calibrate.dataset import load_questions
 
-    require_plotting()
     stop_on_sigterm()
     settings = wiring.offline(Settings())
     plan = cal.CalibrationPlan(budgets=floats(budgets, "--budgets"), difficulty_samples=difficulty_samples,
@@ -94,7 +93,6 @@ def bench(
     from ttc_serve.router.calibrate.dataset import load_questions
     from ttc_serve.router.policy import CalibratedPolicy
 
-    require_plotting()
     stop_on_sigterm()
     settings = wiring.offline(Settings())
     policy, difficulty = wiring.load_policy(settings)

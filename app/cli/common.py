@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 from collections.abc import Iterable
 from dataclasses import replace
@@ -36,14 +35,6 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-def require_plotting() -> None:
-    """Fail before the run, not after it: the figures come at its end."""
-    if importlib.util.find_spec("matplotlib") is None:
-        typer.echo("ttc-serve: this command draws figures with matplotlib, which is not installed: "
-                   "pip install 'ttc-serve[calibrate]'", err=True)
-        raise typer.Exit(2)
 
 
 async def prompts_as_served(settings: Settings, pair: BackendPair, items: list[Question],
