@@ -99,6 +99,20 @@ def run(concurrency: int = 2) -> dict[str, Any]:
             "rows": rows}
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """Per strategy: how its requests ended, and the most of its budget any of them used."""
+    lines = ["| strategy | requests | 200 | 4xx before any work | 5xx | largest flops_used / flops_budget |",
+             "|---|---|---|---|---|---|"]
+    for strategy in STRATEGIES:
+        rows = [r for r in report["rows"] if r["strategy"] == strategy]
+        answered = [r for r in rows if r["status"] == 200]
+        refused = [r for r in rows if 400 <= r["status"] < 500]
+        worst = max((r["flops_used"] / r["flops_budget"] for r in answered), default=0.0)
+        lines.append(f"| {strategy} | {len(rows)} | {len(answered)} | {len(refused)} | "
+                     f"{sum(1 for r in rows if r['status'] >= 500)} | {worst:.3f} |")
+    return "\n".join(lines)
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
@@ -110,6 +124,7 @@ def main() -> None:
     report = run()
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
+    print(markdown(report))
 
 
 if __name__ == "__main__":
