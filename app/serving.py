@@ -61,8 +61,9 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+        message = await request.receive()
+        while message["type"] != "http.disconnect":  # a late body chunk: keep listening
+            message = await request.receive()
         task.cancel()
 
     watcher = asyncio.ensure_future(watch())

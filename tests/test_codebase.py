@@ -70,3 +70,14 @@ def test_the_model_cards_are_generated_from_the_committed_results() -> None:
     for name in model_cards.COMMANDS:
         card = model_cards.EMBEDDED_DIR / name / "README.md"
         assert card.read_text() == model_cards.card(name, results), f"`make figures` ({name})"
+
+
+def test_the_real_model_matrix_is_quoted_from_its_results_and_kept_every_promise() -> None:
+    import json
+
+    from bench import real_model_matrix
+
+    report = json.loads(real_model_matrix.RESULTS.read_text())
+    assert report["requests"] == 84 and report["over_budget"] == 0
+    assert all(r["status"] == 200 or 400 <= r["status"] < 500 for r in report["rows"])
+    assert real_model_matrix.markdown(report) in (ROOT / "docs" / "serving.md").read_text()
