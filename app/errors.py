@@ -44,40 +44,46 @@ def _validation_param(exc: RequestValidationError) -> tuple[str, str | None]:
     return messages, param
 
 
+def describe(exc: Exception) -> tuple[int, dict[str, object], dict[str, str] | None]:
+    """(status, OpenAI error body, headers) for a failure while serving; the handlers below and a
+    stream that has already started (it sends the body as an event) both use it."""
+    def body(message: str, type_: str, param: str | None = None,
+             code: str | None = None) -> dict[str, object]:
+        return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+    if isinstance(exc, RequestError):
+        return exc.status, body(exc.message, "invalid_request_error", exc.param, exc.code), None
+    if isinstance(exc, ApiError):
+        return exc.status, body(exc.message, exc.type, exc.param, exc.code), exc.headers
+    if isinstance(exc, BackendError):
+        if exc.unavailable:
+            return 503, body(f"{exc.backend} backend unavailable: {exc.message}", "service_unavailable",
+                             None, "backend_unavailable"), {"Retry-After": "5"}
+        # The backend refused what we sent: the request's content is at fault (e.g. too long).
+        return 400, body(f"{exc.backend} backend rejected the request: {exc.message}",
+                         "invalid_request_error", None, "backend_rejected"), None
+    if isinstance(exc, DeadlineExceeded):
+        return 504, body(str(exc), "timeout", None, "deadline_exceeded"), None
+    logger.error("unhandled error", exc_info=exc)
+    return 500, body("internal error", "server_error", None, "internal_error"), None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_param(exc)
         return error_response(400, message, "invalid_request_error", param, "invalid_value")
 
-    @app.exception_handler(RequestError)
-    async def on_request_error(_: Request, exc: RequestError) -> JSONResponse:
-        return error_response(exc.status, exc.message, "invalid_request_error", exc.param, exc.code)
-
-    @app.exception_handler(ApiError)
-    async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
-
-    @app.exception_handler(BackendError)
-    async def on_backend(_: Request, exc: BackendError) -> JSONResponse:
-        if exc.unavailable:
-            return error_response(503, f"{exc.backend} backend unavailable: {exc.message}",
-                                  "service_unavailable", None, "backend_unavailable",
-                                  {"Retry-After": "5"})
-        # The backend refused what we sent: the request's content is at fault (e.g. too long).
-        return error_response(400, f"{exc.backend} backend rejected the request: {exc.message}",
-                              "invalid_request_error", None, "backend_rejected")
-
-    @app.exception_handler(DeadlineExceeded)
-    async def on_deadline(_: Request, exc: DeadlineExceeded) -> JSONResponse:
-        return error_response(504, str(exc), "timeout", None, "deadline_exceeded")
-
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), "invalid_request_error", None,
                               None, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal error", "server_error", None, "internal_error")
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        status, content, headers = describe(exc)
+        return JSONResponse(status_code=status, content=content, headers=headers)
+
+    # the expected failures each by its class (Starlette logs and re-raises only what reaches the
+    # catch-all, the unexpected)
+    for known in (RequestError, ApiError, BackendError, DeadlineExceeded, Exception):
+        app.add_exception_handler(known, on_error)

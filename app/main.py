@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from ttc_serve.app.errors import install_error_handlers
 from ttc_serve.app.metrics import Metrics
+from ttc_serve.app.request_id import RequestIdMiddleware
 from ttc_serve.app.routes import api, ops
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.state import service_state
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ttc-serve", version="0.1.0", lifespan=lifespan,
                   description="Compute-optimal test-time inference behind an OpenAI-compatible API.")
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(ops)
     return app

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ttc_serve.app import serving
+from ttc_serve.app import endpoints
 from ttc_serve.app.errors import ApiError
 from ttc_serve.app.protocol import (
     ChatCompletionRequest,
@@ -21,6 +21,7 @@ from ttc_serve.app.protocol import (
     ModelCard,
     ModelList,
 )
+from ttc_serve.app.responses_api import ResponsesRequest
 from ttc_serve.app.state import ServiceState
 
 
@@ -49,15 +50,21 @@ api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=_ER
 ops = APIRouter()
 
 
-@api.post("/completions", response_model=CompletionResponse, response_model_exclude_none=False)
-async def create_completion(body: CompletionRequest, request: Request, state: State) -> CompletionResponse:
-    return await serving.complete(state, request, body)
+@api.post("/completions", response_model=CompletionResponse,
+          responses={200: {"content": {"text/event-stream": {}}, "description": "stream: true"}})
+async def create_completion(body: CompletionRequest, request: Request, state: State) -> Any:
+    return await endpoints.completion(state, request, body)
 
 
-@api.post("/chat/completions", response_model=ChatCompletionResponse)
-async def create_chat_completion(body: ChatCompletionRequest, request: Request,
-                                 state: State) -> ChatCompletionResponse:
-    return await serving.chat(state, request, body)
+@api.post("/chat/completions", response_model=ChatCompletionResponse,
+          responses={200: {"content": {"text/event-stream": {}}, "description": "stream: true"}})
+async def create_chat_completion(body: ChatCompletionRequest, request: Request, state: State) -> Any:
+    return await endpoints.chat(state, request, body)
+
+
+@api.post("/responses", responses={200: {"content": {"text/event-stream": {}}}})
+async def create_response(body: ResponsesRequest, request: Request, state: State) -> Any:
+    return await endpoints.responses(state, request, body)
 
 
 @api.get("/models", response_model=ModelList)

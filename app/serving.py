@@ -1,37 +1,60 @@
-"""Serving completions: OpenAI request -> engine request -> OpenAI response with the compute block."""
+"""Serving a request on the engine: what any endpoint asks (``Ask``) -> engine request -> result,
+with admission, cancellation on disconnect and metrics. The endpoints' own formats are in
+``app/responses.py`` (plain) and ``app/streaming.py`` (Server-Sent Events)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import replace
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from ttc_serve.app.errors import ApiError
-from ttc_serve.app.protocol import (
-    ChatChoice,
-    ChatChoiceMessage,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    CompletionChoice,
-    CompletionRequest,
-    CompletionResponse,
-    Compute,
-    DifficultyInfo,
-    Usage,
-)
+from ttc_serve.app.protocol import Compute, DifficultyInfo
 from ttc_serve.app.state import ServiceState
 from ttc_serve.models.chat import ChatTemplateError
 from ttc_serve.models.vllm_http import BackendError
 from ttc_serve.router.engine import EngineRequest, EngineResult
 from ttc_serve.router.errors import DeadlineExceeded, RequestError
+from ttc_serve.router.progress import ProgressListener
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's "client closed request", for metrics only
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request of any endpoint (completions, chat, responses) asks of the engine."""
+
+    model: str
+    prompt: str
+    question: str | None = None  # what the verifier sees as the question (None: the prompt)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: Mapping[str, float] | None = None
+    logprobs: int | None = None
+    n: int = 1
+    flops_budget: float | None = None
+    reasoning_effort: str | None = None
+    strategy: str = "auto"
+    strategy_params: Mapping[str, Any] | None = None
+    return_trace: bool = False
+
+    def budget_source(self) -> str:
+        if self.flops_budget is not None:
+            return "request"
+        return "default" if self.reasoning_effort is None else "reasoning_effort"
 
 
 @contextlib.asynccontextmanager
@@ -77,35 +100,106 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-def _engine_request(state: ServiceState, body: CompletionRequest | ChatCompletionRequest,
-                    prompt: str, question: str | None = None) -> EngineRequest:
+class UnsupportedParameter(RequestError):
+    code = "unsupported_parameter"
+
+
+def refuse_unsupported(problem: tuple[str, str] | None) -> None:
+    """A field set to something this service cannot do: a 400 naming it and saying why."""
+    if problem is not None:
+        param, why = problem
+        raise UnsupportedParameter(f"{param}: {why}", param)
+
+
+async def chat_prompt(state: ServiceState, messages: list[dict[str, str]]) -> tuple[str, str | None]:
+    """(the generator's prompt, the verifier's question) for a conversation."""
+    if state.chat_template is None:
+        raise RequestError("this generator has no chat template; use /v1/completions", "messages")
+    try:
+        prompt = state.chat_template.render(messages, strip_bos=await state.generator.adds_bos())
+    except ChatTemplateError as exc:
+        raise RequestError(str(exc), "messages") from None
+    # a PRM of another family wants the question alone, not the generator's chat layout
+    question = None if state.verifier.prm.reads_generator_prompt else next(
+        (m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+    return prompt, question
+
+
+def engine_request(state: ServiceState, ask: Ask, progress: ProgressListener | None = None) -> EngineRequest:
     settings = state.settings
-    if body.model != settings.model_name:
-        raise ApiError(404, f"model {body.model!r} does not exist; this server serves "
+    if ask.model != settings.model_name:
+        raise ApiError(404, f"model {ask.model!r} does not exist; this server serves "
                        f"{settings.model_name!r}", "invalid_request_error", "model",
                        "model_not_found")
-    budget = body.flops_budget if body.flops_budget is not None else state.default_flops_budget
+    if ask.flops_budget is not None:
+        budget = ask.flops_budget
+    elif ask.reasoning_effort is not None:
+        budget = state.reasoning_effort_budgets[ask.reasoning_effort]
+    else:
+        budget = state.default_flops_budget
     if budget > settings.max_flops_budget:
         raise RequestError(f"flops_budget {budget:.4g} is over this deployment's limit of "
                            f"{settings.max_flops_budget:.4g}", "flops_budget")
     # the deployment's defaults (app.wiring), overridden by what the request sets
     defaults = state.engine.sampling
+
+    def given(value: T | None, default: T) -> T:
+        return default if value is None else value
+
     sampling = replace(
-        defaults,
-        temperature=defaults.temperature if body.temperature is None else body.temperature,
-        top_p=defaults.top_p if body.top_p is None else body.top_p,
-        max_tokens=body.max_tokens or defaults.max_tokens,
-        seed=defaults.seed if body.seed is None else body.seed)
-    return EngineRequest(prompt=prompt, question=question, flops_budget=budget, strategy=body.strategy,
-                         strategy_params=body.strategy_params, sampling=sampling,
-                         deadline_s=settings.request_timeout_s)
+        defaults, temperature=given(ask.temperature, defaults.temperature),
+        top_p=given(ask.top_p, defaults.top_p), max_tokens=ask.max_tokens or defaults.max_tokens,
+        seed=given(ask.seed, defaults.seed), stop=ask.stop,
+        frequency_penalty=given(ask.frequency_penalty, 0.0),
+        presence_penalty=given(ask.presence_penalty, 0.0),
+        logit_bias=ask.logit_bias or None, logprobs=ask.logprobs)
+    return EngineRequest(prompt=ask.prompt, question=ask.question, flops_budget=budget,
+                         strategy=ask.strategy, strategy_params=ask.strategy_params, sampling=sampling,
+                         deadline_s=settings.request_timeout_s, progress=progress)
 
 
-def _compute(outcome: EngineResult, body: CompletionRequest | ChatCompletionRequest) -> Compute:
+async def execute(state: ServiceState, request: EngineRequest) -> EngineResult:
+    """The engine's work for one request, counted in the metrics whatever its end."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        outcome = await state.engine.complete(request)
+        status = 200
+    except (RequestError, ApiError) as exc:
+        status = exc.status
+        raise
+    except DeadlineExceeded:
+        status = 504
+        raise
+    except BackendError as exc:
+        status = 503 if exc.unavailable else 400
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        if status != 200:
+            state.metrics.observe_failure(request.strategy, status)
+            logger.info("failed: strategy=%s status=%d", request.strategy, status)
+    state.metrics.observe_result(outcome, time.perf_counter() - started)
+    logger.info("completed: strategy=%s flops_used=%.4g of %.4g samples=%d", outcome.strategy,
+                outcome.ledger.used, outcome.ledger.budget, outcome.ledger.completions)
+    return outcome
+
+
+async def run(state: ServiceState, request: Request, ask: Ask) -> EngineResult:
+    """Serve ``ask`` to its end: admitted, cancelled if the client goes away."""
+    work = engine_request(state, ask)
+    async with admitted(state):
+        return await cancel_on_disconnect(request, execute(state, work))
+
+
+def compute(outcome: EngineResult, ask: Ask, with_trace: bool | None = None) -> Compute:
     ledger, result, difficulty = outcome.ledger, outcome.result, outcome.difficulty
-    sampling, with_trace = outcome.sampling, body.return_trace
+    sampling = outcome.sampling
+    with_trace = ask.return_trace if with_trace is None else with_trace
     return Compute(
-        budget_source="request" if body.flops_budget is not None else "default",
+        budget_source=ask.budget_source(),
         sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
                   "max_tokens": sampling.max_tokens},
         strategy=outcome.strategy, params=result.params,
@@ -116,57 +210,3 @@ def _compute(outcome: EngineResult, body: CompletionRequest | ChatCompletionRequ
         generated_tokens=ledger.generated_tokens, scored_tokens=ledger.scored_tokens,
         backend_calls={"generate": ledger.generate_calls, "score": ledger.score_calls},
         trace=result.trace if with_trace else None, calls=ledger.calls if with_trace else None)
-
-
-async def _run(state: ServiceState, request: Request, engine_request: EngineRequest) -> EngineResult:
-    started = time.perf_counter()
-    try:
-        outcome = await cancel_on_disconnect(request, state.engine.complete(engine_request))
-    except (RequestError, ApiError) as exc:
-        state.metrics.observe_failure(engine_request.strategy, getattr(exc, "status", 400))
-        raise
-    except DeadlineExceeded:
-        state.metrics.observe_failure(engine_request.strategy, 504)
-        raise
-    except BackendError as exc:
-        state.metrics.observe_failure(engine_request.strategy, 503 if exc.unavailable else 400)
-        raise
-    except Exception:
-        state.metrics.observe_failure(engine_request.strategy, 500)
-        raise
-    state.metrics.observe_result(outcome, time.perf_counter() - started)
-    return outcome
-
-
-def _usage(outcome: EngineResult) -> Usage:
-    generated = outcome.ledger.generated_tokens
-    return Usage(prompt_tokens=outcome.prompt_tokens, completion_tokens=generated,
-                 total_tokens=outcome.prompt_tokens + generated)
-
-
-async def complete(state: ServiceState, request: Request, body: CompletionRequest) -> CompletionResponse:
-    async with admitted(state):
-        outcome = await _run(state, request, _engine_request(state, body, body.prompt_text()))
-    return CompletionResponse(
-        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body),
-        choices=[CompletionChoice(text=outcome.result.text,
-                                  finish_reason=outcome.result.choice_finish_reason)])
-
-
-async def chat(state: ServiceState, request: Request, body: ChatCompletionRequest) -> ChatCompletionResponse:
-    if state.chat_template is None:
-        raise RequestError("this generator has no chat template; use /v1/completions", "messages")
-    try:
-        prompt = state.chat_template.render([m.model_dump() for m in body.messages],
-                                            strip_bos=await state.generator.adds_bos())
-    except ChatTemplateError as exc:
-        raise RequestError(str(exc), "messages") from None
-    async with admitted(state):
-        # a PRM of another family wants the question alone, not the generator's chat layout
-        question = None if state.verifier.prm.reads_generator_prompt else next(
-            (m.content for m in reversed(body.messages) if m.role == "user"), None)
-        outcome = await _run(state, request, _engine_request(state, body, prompt, question))
-    return ChatCompletionResponse(
-        model=body.model, usage=_usage(outcome), compute=_compute(outcome, body),
-        choices=[ChatChoice(message=ChatChoiceMessage(content=outcome.result.text),
-                            finish_reason=outcome.result.choice_finish_reason)])

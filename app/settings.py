@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,11 @@ from ttc_serve.models.check_format import CheckFormat
 from ttc_serve.models.prm_format import PrmFormat, PrmFormatName, prm_format
 from ttc_serve.models.revision_format import RevisionFormat, validate_revision_template
 from ttc_serve.router.selection import AnswerMatch
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+# medium is the default budget's size, each step up four times the one below
+REASONING_EFFORT_SAMPLES: dict[ReasoningEffort, float] = {
+    "none": 1, "minimal": 1, "low": 2, "medium": 4, "high": 16, "xhigh": 64, "max": 256}
 
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "models" / "embedded" / "checkpoints"
 EMBEDDED_POLICY = EMBEDDED_DIR.parent / "policy.json"
@@ -70,11 +76,22 @@ class Settings(BaseSettings):
         None, gt=0, description="used when a request names none; unset: what four PRM-scored samples of "
                                 "default_max_tokens cost on the deployed models (app/wiring.py)")
     max_flops_budget: float = Field(1e18, gt=0)
+    reasoning_effort_samples: dict[ReasoningEffort, float] = Field(
+        default_factory=lambda: dict(REASONING_EFFORT_SAMPLES),
+        description="reasoning_effort -> FLOPs budget, in PRM-scored samples of default_max_tokens on "
+                    "the deployed models (as the default budget); efforts left out keep these defaults")
     default_max_tokens: int = Field(128, ge=1, description="per sample, when a request sets none")
     default_temperature: float = Field(0.8, ge=0, le=2)
     max_samples_per_call: int = Field(256, ge=1, le=4096)
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")
+
+    @field_validator("reasoning_effort_samples")
+    @classmethod
+    def _reasoning_effort(cls, value: dict[ReasoningEffort, float]) -> dict[ReasoningEffort, float]:
+        if any(samples <= 0 for samples in value.values()):
+            raise ValueError("TTC_REASONING_EFFORT_SAMPLES: every effort needs a positive sample count")
+        return {**REASONING_EFFORT_SAMPLES, **value}
 
     @field_validator("step_delimiter")
     @classmethod

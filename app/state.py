@@ -23,6 +23,7 @@ class ServiceState:
     engine: Engine
     chat_template: ChatTemplate | None
     default_flops_budget: float
+    reasoning_effort_budgets: dict[str, float]
     in_flight: int = 0
 
 
@@ -44,6 +45,7 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
         yield ServiceState(settings=settings, metrics=metrics, generator=pair.generator,
                            verifier=pair.verifier, engine=engine,
                            chat_template=ChatTemplate.from_model_dir(settings.generator_dir),
-                           default_flops_budget=wiring.default_flops_budget(settings))
+                           default_flops_budget=wiring.default_flops_budget(settings),
+                           reasoning_effort_budgets=wiring.reasoning_effort_budgets(settings))
     finally:
         await pair.aclose()

@@ -68,10 +68,22 @@ DEFAULT_BUDGET_PROMPT = 128
 def default_flops_budget(settings: Settings) -> float:
     if settings.default_flops_budget is not None:
         return settings.default_flops_budget
+    return scored_samples_flops(settings, DEFAULT_BUDGET_SAMPLES)
+
+
+def reasoning_effort_budgets(settings: Settings) -> dict[str, float]:
+    """What each ``reasoning_effort`` may spend: its count of scored samples on these models."""
+    return {effort: scored_samples_flops(settings, samples)
+            for effort, samples in settings.reasoning_effort_samples.items()}
+
+
+def scored_samples_flops(settings: Settings, samples: float) -> float:
+    """What ``samples`` PRM-scored samples of default_max_tokens after a 128-token prompt cost on the
+    deployed models (two significant digits), within the deployment's cap."""
     costs, m = cost_models(settings), settings.default_max_tokens
     sample = costs.sample_worst(DEFAULT_BUDGET_PROMPT, m) + costs.score_worst(
         prm_tokens_bound(DEFAULT_BUDGET_PROMPT, m, max(1, m // 4)))
-    derived = costs.generator.span(0, DEFAULT_BUDGET_PROMPT) + DEFAULT_BUDGET_SAMPLES * sample
+    derived = costs.generator.span(0, DEFAULT_BUDGET_PROMPT) + samples * sample
     return float(min(settings.max_flops_budget, float(f"{derived:.2g}")))
 
 

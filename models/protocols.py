@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,10 +26,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token as the backend reported it: its text, log-probability and the most likely
+    alternatives at that position."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     finish_reason: str  # "stop" | "length"
     tokens: int  # generated tokens of this completion
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when the request asked for them
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,10 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: Sequence[str] | None = None
     seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: Mapping[str, float] | None = None  # token id -> bias
+    logprobs: int | None = None  # None: none; k: each token's logprob and the k most likely
 
 
 @dataclass(frozen=True)

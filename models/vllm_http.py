@@ -15,11 +15,13 @@ from typing import Any
 
 import httpx
 
+from ttc_serve.models import request_context
 from ttc_serve.models.prm_format import PrmFormat
 from ttc_serve.models.protocols import (
     Completion,
     GenerationRequest,
     GenerationResult,
+    TokenLogprob,
     Usage,
     VerifierResult,
 )
@@ -78,7 +80,9 @@ class _VllmHttpBackend:
         started = time.perf_counter()
         error: str | None = None
         try:
-            response = await self._client.post(endpoint, json=payload)
+            tag = request_context.CURRENT.get()
+            headers = {"X-Request-Id": tag.backend_call_id()} if tag is not None else None
+            response = await self._client.post(endpoint, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             error = "timeout"
             raise BackendError(self.kind, f"timed out calling {endpoint}", unavailable=True) from exc
@@ -151,6 +155,14 @@ class VllmGenerator(_VllmHttpBackend):
                 payload["include_stop_str_in_output"] = True
             if request.seed is not None:
                 payload["seed"] = request.seed + i * request.n  # vLLM seeds sample j with seed + j
+            if request.frequency_penalty:
+                payload["frequency_penalty"] = request.frequency_penalty
+            if request.presence_penalty:
+                payload["presence_penalty"] = request.presence_penalty
+            if request.logit_bias:
+                payload["logit_bias"] = dict(request.logit_bias)
+            if request.logprobs is not None:
+                payload["logprobs"] = request.logprobs
             calls.append(self._post("/v1/completions", payload))
         bodies = await _gather_or_cancel(calls)
         completions: list[list[Completion]] = []
@@ -161,7 +173,7 @@ class VllmGenerator(_VllmHttpBackend):
             choices = sorted(body["choices"], key=lambda c: c["index"])
             completions.append([
                 Completion(text=c["text"], finish_reason=c["finish_reason"] or "stop",
-                           tokens=len(c.get("token_ids") or []))
+                           tokens=len(c.get("token_ids") or []), logprobs=_logprobs(c.get("logprobs")))
                 for c in choices])
             raw = body["usage"]
             cached = int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
@@ -170,6 +182,17 @@ class VllmGenerator(_VllmHttpBackend):
             cached_tokens.append(cached)
         return GenerationResult(completions=completions, usage=usage, prompt_tokens=prompt_tokens,
                                 cached_tokens=cached_tokens)
+
+
+def _logprobs(raw: dict[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
+    """vLLM's completions logprobs (parallel lists: tokens, token_logprobs, top_logprobs)."""
+    if not raw:
+        return None
+    tops = raw.get("top_logprobs") or [None] * len(raw["tokens"])
+    return tuple(
+        TokenLogprob(token=token, logprob=float(logprob) if logprob is not None else float("-inf"),
+                     top=tuple((t, float(lp)) for t, lp in (top or {}).items()))
+        for token, logprob, top in zip(raw["tokens"], raw["token_logprobs"], tops, strict=True))
 
 
 class VllmVerifier(_VllmHttpBackend):

@@ -39,6 +39,7 @@ class Ledger:
     scored_tokens: int = 0
     generate_calls: int = 0
     score_calls: int = 0
+    completions: int = 0  # samples drawn (every completion of every generate call)
     calls: list[dict[str, object]] = field(default_factory=list)  # per backend call, for the trace
 
     @property
@@ -107,6 +108,7 @@ class Meter:
             "completion_tokens": [[s.tokens for s in row] for row in result.completions]})
         self.ledger.generated_tokens += result.usage.completion_tokens
         self.ledger.generate_calls += 1
+        self.ledger.completions += sum(len(row) for row in result.completions)
         return result
 
     async def scoring_tokens(self, prompts: Sequence[str], solutions: Sequence[Sequence[str]],

@@ -66,7 +66,8 @@ class VerifierDifficulty:
 
     async def predict(self, ctx: StrategyContext) -> Difficulty:
         metered = StrategyContext(prompt=ctx.prompt, prompt_tokens=ctx.prompt_tokens, question=ctx.question,
-                                  meter=ctx.meter.with_account("difficulty"), sampling=ctx.sampling)
+                                  meter=ctx.meter.with_account("difficulty"), sampling=ctx.sampling,
+                                  progress=ctx.progress)
         candidates, _ = await draw(metered, self.samples, scored=True, aggregation="last")
         score = sum(c.score or 0.0 for c in candidates) / max(1, len(candidates))
         return Difficulty(score=score, bin=bin_of(score, self.thresholds), samples=len(candidates),

@@ -28,8 +28,15 @@ from ttc_serve.router.errors import (
     UnknownStrategy,
 )
 from ttc_serve.router.policy import FixedPolicy, Policy
+from ttc_serve.router.progress import Progress, ProgressListener
 from ttc_serve.router.strategies import STRATEGIES
-from ttc_serve.router.strategies.base import SamplingConfig, StrategyContext, StrategyResult, parse_params
+from ttc_serve.router.strategies.base import (
+    Choice,
+    SamplingConfig,
+    StrategyContext,
+    StrategyResult,
+    parse_params,
+)
 
 AUTO = "auto"
 STRATEGY_NAMES = (AUTO, *STRATEGIES)
@@ -46,6 +53,7 @@ class EngineRequest:
     sampling: SamplingConfig | None = None  # None: the engine's defaults
     question: str | None = None  # what the verifier sees as the question (None: the prompt)
     deadline_s: float | None = None
+    progress: ProgressListener | None = None  # told at the end of every backend round
 
 
 @dataclass
@@ -88,10 +96,12 @@ class Engine:
         fitted to the models' context)."""
         prompt_tokens = await self.generator.count_tokens(request.prompt)
         sampling = self._fit_context(request, prompt_tokens)
-        meter = Meter(Ledger(budget=request.flops_budget), self.generator, self.verifier, self.costs)
+        ledger = Ledger(budget=request.flops_budget)
+        meter = Meter(ledger, self.generator, self.verifier, self.costs)
         return StrategyContext(prompt=request.prompt, prompt_tokens=prompt_tokens, meter=meter,
                                question=request.prompt if request.question is None else request.question,
-                               sampling=sampling, revision=self.revision, check=self.check)
+                               sampling=sampling, revision=self.revision, check=self.check,
+                               progress=Progress(ledger, request.progress))
 
     async def _run(self, request: EngineRequest, ctx: StrategyContext, prompt_tokens: int) -> EngineResult:
         difficulty = None
@@ -100,6 +110,7 @@ class Engine:
         if (request.strategy == AUTO and self.difficulty_predictor is not None
                 and self.policy.depends_on_difficulty(ctx.meter.ledger.remaining)):
             await self._require_verifier_room(ctx)
+            self._start(ctx, "difficulty")
             difficulty = await self.difficulty_predictor.predict(ctx)
             ctx.reuse = list(difficulty.candidates)
         name, params_raw = (request.strategy, request.strategy_params)
@@ -117,12 +128,20 @@ class Engine:
         minimum = strategy.min_flops(ctx, params)
         if minimum > ctx.meter.ledger.remaining and not ctx.reuse:
             raise BudgetTooSmall(request.flops_budget, minimum, name)
+        self._start(ctx, name)
         try:
             result = await strategy.run(ctx, params)
         except InsufficientBudget as exc:  # not even one complete candidate could be paid for
             raise BudgetTooSmall(request.flops_budget, max(minimum, exc.needed), name) from exc
+        if ctx.sampling.stop:
+            result.choices = [cut_at_stop(c, ctx.sampling.stop) for c in result.choices]
         return EngineResult(strategy=name, result=result, ledger=ctx.meter.ledger,
                             prompt_tokens=prompt_tokens, difficulty=difficulty, sampling=ctx.sampling)
+
+    @staticmethod
+    def _start(ctx: StrategyContext, stage: str) -> None:
+        if ctx.progress is not None:
+            ctx.progress.start(stage)
 
     def _fit_context(self, request: EngineRequest, prompt_tokens: int) -> SamplingConfig:
         """The request's sampling as it will run: max_tokens capped so that prompt + completion fits
@@ -154,3 +173,21 @@ class Engine:
         [tokens] = await meter.scoring_tokens([ctx.question], [["x"]], [ctx.prompt_tokens + 3])
         if not meter.scorable(tokens):
             raise PromptTooLong(tokens, self.verifier.max_model_len, "the verifier (PRM)")
+
+
+def cut_at_stop(choice: Choice, stops: tuple[str, ...]) -> Choice:
+    """The choice's text up to (not including) the first of the request's stop strings, as OpenAI
+    returns it; its logprobs cut with it (the tokens that begin before the cut)."""
+    cut = min((i for i in (choice.text.find(s) for s in stops) if i >= 0), default=-1)
+    if cut < 0:
+        return choice
+    logprobs = choice.logprobs
+    if logprobs is not None:
+        kept, offset = [], 0
+        for token in logprobs:
+            if offset >= cut:
+                break
+            kept.append(token)
+            offset += len(token.token)
+        logprobs = tuple(kept)
+    return replace(choice, text=choice.text[:cut], finish_reason="stop", logprobs=logprobs)

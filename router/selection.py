@@ -7,13 +7,14 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 Aggregation = Literal["last", "min", "prod"]
 # how votes compare final answers: as strings, or as mathematical objects (math-verify: "0.5" and
 # "\\frac{1}{2}" are one answer)
 AnswerMatch = Literal["exact", "math"]
 AnswerKey = Callable[[str | None], str | None]
+T = TypeVar("T")
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*(?:[:=]|\s)\s*(\S.*?)\s*$", re.IGNORECASE)
@@ -92,6 +93,24 @@ def weighted_best_of_n(candidates: Sequence[Scored]) -> str | None:
     if not totals:
         return None
     return max(totals, key=lambda a: totals[a])
+
+
+def rank(pool: Sequence[T], answer_of: Callable[[T], str | None], weight_of: Callable[[T], float],
+         pick: Callable[[list[T]], T]) -> list[T]:
+    """One item per distinct final answer, best answer first: answers ranked by their summed weight
+    (a weighted vote with PRM scores, a vote count with weight 1; ties to the answer seen first),
+    each represented by ``pick`` of the items that give it. Items without an answer do not vote;
+    when none has one, the single ``pick`` of them all."""
+    totals: dict[str, float] = defaultdict(float)
+    groups: dict[str, list[T]] = defaultdict(list)
+    for item in pool:
+        answer = answer_of(item)
+        if answer is not None:
+            totals[answer] += weight_of(item)
+            groups[answer].append(item)
+    if not totals:
+        return [pick(list(pool))] if pool else []
+    return [pick(groups[a]) for a in sorted(totals, key=lambda a: -totals[a])]
 
 
 def majority(answers: Sequence[str | None]) -> str | None:

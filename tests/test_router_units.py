@@ -103,13 +103,14 @@ def test_revision_split_follows_the_ratio() -> None:
 
 
 def test_survivor_rules() -> None:
+    from ttc_serve.models.protocols import Completion
     from ttc_serve.router.strategies.tree_search import Node, keep_best_per_parent, keep_top
 
     groups = [[Node(score=0.1, group=0), Node(score=0.9, group=0)],
               [Node(score=0.5, group=1), Node(score=0.4, group=1)]]
     assert [n.score for n in keep_top(groups, 2)] == [0.9, 0.5]  # beam search: global top-k
     assert [n.score for n in keep_best_per_parent(groups, 1)] == [0.9, 0.5]  # DVTS: per subtree
-    child = Node(text="a\n", steps=["a"], node_id=3).child("answer: 4", 9, "stop", "\n")
+    child = Node(text="a\n", steps=["a"], node_id=3).child(Completion("answer: 4", "stop", 9), "\n")
     assert child.finished and child.parent_id == 3 and child.steps == ["a", "answer: 4"]
-    open_child = Node().child("12+3=15\n", 8, "stop", "\n")
+    open_child = Node().child(Completion("12+3=15\n", "stop", 8), "\n")
     assert not open_child.finished

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import logging
+import logging.config
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from ttc_serve.app.logging_config import logging_config
 from ttc_serve.app.settings import Settings
 
 
@@ -27,8 +28,7 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     except ValidationError as exc:
         typer.echo(f"ttc-serve: invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per backend call is the metrics' job
+    logging.config.dictConfig(logging_config())
     urls = {"generator_url": settings.generator_url, "prm_url": settings.prm_url}
     # Nothing embedded is checked or started for a backend whose URL is given.
     wanted = [] if None not in urls.values() else [
@@ -42,7 +42,8 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
             started = iter(server.base_url for server in servers)
             settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
             # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
-            uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                        log_config=logging_config())
     except ServerStartError as exc:
         typer.echo(f"ttc-serve: {exc}", err=True)
         raise typer.Exit(1) from None

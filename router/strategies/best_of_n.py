@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ttc_serve.router.selection import Scored, weighted_best_of_n
+from ttc_serve.router.selection import rank
 from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
 from ttc_serve.router.strategies.verdict import answer_key, verdict
@@ -26,10 +26,9 @@ class BestOfNWeighted:
         assert isinstance(params, BestOfNParams)
         candidates, cut_short = await draw(ctx, params.n, scored=True, aggregation=params.aggregation)
         key = await answer_key(ctx, [c.answer for c in candidates])
-        answer = weighted_best_of_n([Scored(key(c.answer), c.score or 0.0) for c in candidates])
-        # The reply shows the highest-scored sample that gives the winning answer.
-        pool = [c for c in candidates if key(c.answer) == answer] or candidates
-        chosen = max(pool, key=lambda c: c.score or 0.0)
-        return verdict(chosen, candidates, cut_short,
+        # answers ranked by their summed PRM score, each shown by its highest-scored sample
+        ranked = rank(candidates, lambda c: key(c.answer), lambda c: c.score or 0.0,
+                      lambda group: max(group, key=lambda c: c.score or 0.0))
+        return verdict(ranked, candidates, cut_short,
                        {"n": len(candidates), "aggregation": params.aggregation,
                         "n_requested": params.n})

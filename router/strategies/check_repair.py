@@ -138,9 +138,8 @@ class CheckAndRepair:
             planned += cost
             groups.setdefault(room, []).append(i)
         async with asyncio.TaskGroup() as group:
-            tasks = {room: group.create_task(ctx.meter.generate(GenerationRequest(
-                prompts=[ctx.prompt + prefixes[i] for i in members], n=1, max_tokens=room,
-                temperature=ctx.sampling.temperature, top_p=ctx.sampling.top_p,
+            tasks = {room: group.create_task(ctx.meter.generate(ctx.sampling.request(
+                [ctx.prompt + prefixes[i] for i in members], 1, max_tokens=room,
                 seed=None if seed is None else seed + room * 1_009),
                 [counts[i] for i in members])) for room, members in groups.items()}
         for room, members in groups.items():

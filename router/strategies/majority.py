@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ttc_serve.router.selection import majority
+from ttc_serve.router.selection import rank
 from ttc_serve.router.strategies.base import StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.sampling import SampleCountParams, draw, min_sampling_flops
 from ttc_serve.router.strategies.verdict import answer_key, verdict
@@ -26,7 +26,7 @@ class MajorityVote:
         assert isinstance(params, MajorityParams)
         candidates, cut_short = await draw(ctx, params.n, scored=False)
         key = await answer_key(ctx, [c.answer for c in candidates])
-        answer = majority([key(c.answer) for c in candidates])
-        chosen = next((c for c in candidates if key(c.answer) == answer), candidates[0])
-        return verdict(chosen, candidates, cut_short,
+        # answers ranked by their vote count, each shown by its first sample
+        ranked = rank(candidates, lambda c: key(c.answer), lambda c: 1.0, lambda group: group[0])
+        return verdict(ranked, candidates, cut_short,
                        {"n": len(candidates), "n_requested": params.n})

@@ -21,22 +21,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from ttc_serve.models.protocols import GenerationRequest
 from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
 from ttc_serve.router.errors import UnsupportedParams
-from ttc_serve.router.selection import (
-    AnswerKey,
-    Scored,
-    aggregate,
-    extract_answer,
-    majority,
-    split_steps,
-    weighted_best_of_n,
-)
+from ttc_serve.router.selection import AnswerKey, aggregate, extract_answer, majority, rank, split_steps
 from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyParams, StrategyResult
 from ttc_serve.router.strategies.check_repair import CheckAndRepair, RoundReport
 from ttc_serve.router.strategies.sampling import score_candidates
-from ttc_serve.router.strategies.verdict import answer_key
+from ttc_serve.router.strategies.verdict import answer_key, finish_reason
 
 CONTEXT_ATTEMPTS = 4  # the paper keeps the 4 most recent attempts in context
 MAX_PLANNED = 1024  # attempts; as RevisionParams.n
@@ -171,6 +162,7 @@ class SequentialRevisions:
             rounds.repaired += report.repaired
             rounds.cut_short = rounds.cut_short or report.cut_short
             active = [c for c, before in zip(active, lengths, strict=True) if len(c) > before]
+            ctx.report(_leading(chains))
         if scored:
             await score_candidates(ctx, [c[-1] for c in chains if c and c[-1].step_scores is None],
                                    params.aggregation)
@@ -202,17 +194,18 @@ class SequentialRevisions:
         if not todo:
             return cut_short
         seed = None if sampling.seed is None else sampling.seed + step * 7_919
-        result = await ctx.meter.generate(GenerationRequest(
-            prompts=[revise_prompt(ctx, c) for c in todo], n=1, max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature, top_p=sampling.top_p, seed=seed), bounds)
+        result = await ctx.meter.generate(
+            sampling.request([revise_prompt(ctx, c) for c in todo], 1, seed=seed), bounds)
         attempts = [Candidate(text=row[0].text, finish_reason=row[0].finish_reason,
                               tokens=row[0].tokens, answer=extract_answer(row[0].text),
-                              steps=split_steps(row[0].text, sampling.step_delimiter))
+                              steps=split_steps(row[0].text, sampling.step_delimiter),
+                              logprobs=row[0].logprobs)
                     for row in result.completions]
         if scored:
             await score_candidates(ctx, attempts, params.aggregation)
         for chain, attempt in zip(todo, attempts, strict=True):
             chain.append(attempt)
+        ctx.report(_leading(chains))
         return cut_short
 
     def _select(self, chains: list[list[Candidate]], params: RevisionParams, cut_short: bool,
@@ -221,38 +214,38 @@ class SequentialRevisions:
         attempts = [a for chain in chains for a in chain]
         if not attempts:  # the engine turns this into a 400 naming flops_budget
             raise InsufficientBudget(0.0, 0.0)
+
+        def answer_of(a: Candidate) -> str | None:
+            return key(a.answer)
+
+        def score(a: Candidate) -> float:
+            return a.score or 0.0
+
+        def best(group: list[Candidate]) -> Candidate:
+            return max(group, key=score)
+
         if mode == "check_repair":  # every earlier attempt of a chain failed one of its checks
             finals = [c[-1] for c in chains if c]
-            if params.selection == "majority":
-                answer = majority([key(a.answer) for a in finals])
-            else:
-                answer = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in finals])
-            pool = [a for a in finals if key(a.answer) == answer] or finals
-            chosen = max(pool, key=lambda a: a.score or 0.0)
-        elif params.selection == "majority":
-            answer = majority([key(a.answer) for a in attempts])
-            pool = [a for a in attempts if key(a.answer) == answer] or attempts
-            chosen = pool[-1]  # the latest attempt that gives the majority answer
-        else:
-            picks = []
-            for chain in (c for c in chains if c):
-                inner = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in chain])
-                best = max([a for a in chain if key(a.answer) == inner] or chain,
-                           key=lambda a: a.score or 0.0)
-                picks.append(best)
-            answer = weighted_best_of_n([Scored(key(a.answer), a.score or 0.0) for a in picks])
-            chosen = max([a for a in picks if key(a.answer) == answer] or picks,
-                         key=lambda a: a.score or 0.0)
-        outcome = ("budget_exhausted" if cut_short
-                   else "answered" if chosen.answer is not None else "no_answer")
+            weight = (lambda a: 1.0) if params.selection == "majority" else score
+            ranked = rank(finals, answer_of, weight, best)
+        elif params.selection == "majority":  # each answer shown by its latest attempt
+            ranked = rank(attempts, answer_of, lambda a: 1.0, lambda group: group[-1])
+        else:  # hierarchical: the best answer within each chain, then across the chains
+            picks = [rank(chain, answer_of, score, best)[0] for chain in chains if chain]
+            ranked = rank(picks, answer_of, score, best)
         trace = [{"chain": i, "attempt": j, **a.trace()} for i, chain in enumerate(chains)
                  for j, a in enumerate(chain)]
         return StrategyResult(
-            text=chosen.text, choice_finish_reason=chosen.finish_reason, answer=chosen.answer,
-            compute_finish_reason=outcome,
+            choices=[a.choice() for a in ranked],
+            compute_finish_reason=finish_reason(ranked[0].answer, cut_short),
             params={"n": len(attempts), "parallel": parallel, "sequential": sequential,
                     "ratio": params.ratio, "selection": params.selection,
                     "aggregation": params.aggregation, "mode": mode,
                     **({"checks": rounds.checked, "settled": rounds.settled,
                         "repairs": rounds.repaired} if rounds else {})},
             samples=len(attempts), trace=trace)
+
+
+def _leading(chains: list[list[Candidate]]) -> str | None:
+    """Progress: the vote of the chains' latest attempts."""
+    return majority([chain[-1].answer for chain in chains if chain])

@@ -14,9 +14,16 @@ import math
 
 from pydantic import Field
 
-from ttc_serve.models.protocols import GenerationRequest
 from ttc_serve.router.budget import prm_tokens_bound
-from ttc_serve.router.selection import Aggregation, aggregate, extract_answer, split_steps
+from ttc_serve.router.selection import (
+    Aggregation,
+    Scored,
+    aggregate,
+    extract_answer,
+    majority,
+    split_steps,
+    weighted_best_of_n,
+)
 from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyParams
 
 
@@ -110,15 +117,20 @@ async def draw(ctx: StrategyContext, limit: int | None, scored: bool,
             cut_short = limit is not None
             break
         seed = None if sampling.seed is None else sampling.seed + wave * 100_003
-        result = await ctx.meter.generate(GenerationRequest(
-            prompts=[ctx.prompt], n=n, max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature, top_p=sampling.top_p, seed=seed),
-            [ctx.prompt_tokens])
+        result = await ctx.meter.generate(sampling.request([ctx.prompt], n, seed=seed), [ctx.prompt_tokens])
         new = [Candidate(text=c.text, finish_reason=c.finish_reason, tokens=c.tokens,
                          answer=extract_answer(c.text),
-                         steps=split_steps(c.text, sampling.step_delimiter))
+                         steps=split_steps(c.text, sampling.step_delimiter), logprobs=c.logprobs)
                for c in result.completions[0]]
         if scored:
             await score_candidates(ctx, new, aggregation)
         candidates.extend(new)
+        ctx.report(leading_answer(candidates, scored))
     return candidates, cut_short
+
+
+def leading_answer(candidates: list[Candidate], scored: bool) -> str | None:
+    """The answer the vote would give now (exact match: progress is a glimpse, not the verdict)."""
+    if scored:
+        return weighted_best_of_n([Scored(c.answer, c.score or 0.0) for c in candidates])
+    return majority([c.answer for c in candidates])

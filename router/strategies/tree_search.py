@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ttc_serve.models.protocols import GenerationRequest
+from ttc_serve.models.protocols import Completion, TokenLogprob
 from ttc_serve.router.budget import InsufficientBudget, prm_tokens_bound
 from ttc_serve.router.selection import (
     Aggregation,
@@ -21,9 +21,11 @@ from ttc_serve.router.selection import (
     Scored,
     aggregate,
     extract_answer,
+    rank,
     weighted_best_of_n,
 )
-from ttc_serve.router.strategies.base import Candidate, StrategyContext, StrategyResult
+from ttc_serve.router.strategies.base import Candidate, Choice, StrategyContext, StrategyResult
+from ttc_serve.router.strategies.verdict import finish_reason
 
 
 @dataclass
@@ -40,14 +42,21 @@ class Node:
     group: int = 0  # the subtree it belongs to (DVTS)
     node_id: int = -1  # its index in the trace once recorded
     parent_id: int = -1
+    logprobs: tuple[TokenLogprob, ...] | None = None  # of every step's sampled tokens, when asked
 
-    def child(self, step_text: str, tokens: int, finish_reason: str, delimiter: str) -> Node:
+    def child(self, sample: Completion, delimiter: str) -> Node:
+        step_text = sample.text
         ended_at_delimiter = step_text.endswith(delimiter)
         step = step_text.strip()
         steps = [*self.steps, step] if step else list(self.steps)
         done = (not ended_at_delimiter) or extract_answer(step) is not None
-        return Node(text=self.text + step_text, steps=steps, tokens=self.tokens + tokens,
-                    finished=done, finish_reason=finish_reason, group=self.group, parent_id=self.node_id)
+        logprobs = None if sample.logprobs is None else (*(self.logprobs or ()), *sample.logprobs)
+        return Node(text=self.text + step_text, steps=steps, tokens=self.tokens + sample.tokens,
+                    finished=done, finish_reason=sample.finish_reason, group=self.group,
+                    parent_id=self.node_id, logprobs=logprobs)
+
+    def choice(self) -> Choice:
+        return Choice(self.text, self.finish_reason, extract_answer(self.text), self.tokens, self.logprobs)
 
 
 # Which children survive a round: (children grouped by parent, number to keep) -> survivors
@@ -134,11 +143,10 @@ class TreeSearch:
     async def expand(self, parents: list[Node], n: int, round_index: int) -> list[list[Node]]:
         sampling = self.ctx.sampling
         seed = None if sampling.seed is None else sampling.seed + round_index * 7_919
-        result = await self.ctx.meter.generate(GenerationRequest(
-            prompts=[self.ctx.prompt + p.text for p in parents], n=n,
-            max_tokens=self.config.step_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+        result = await self.ctx.meter.generate(sampling.request(
+            [self.ctx.prompt + p.text for p in parents], n, max_tokens=self.config.step_tokens,
             stop=[self.delimiter], seed=seed), [self._prompt_bound(p) for p in parents])
-        children = [[parent.child(c.text, c.tokens, c.finish_reason, self.delimiter) for c in row]
+        children = [[parent.child(c, self.delimiter) for c in row]
                     for parent, row in zip(parents, result.completions, strict=True)]
         for child in (c for row in children for c in row):
             if child.tokens + self.config.step_tokens > sampling.max_tokens and not child.finished:
@@ -152,12 +160,11 @@ class TreeSearch:
             todo = [i for i, node in enumerate(ends) if not node.finished]
             if not todo:
                 break
-            result = await self.ctx.meter.generate(GenerationRequest(
-                prompts=[self.ctx.prompt + ends[i].text for i in todo], n=1,
-                max_tokens=self.config.step_tokens, temperature=0.0, stop=[self.delimiter]),
-                [self._prompt_bound(ends[i]) for i in todo])
+            result = await self.ctx.meter.generate(self.ctx.sampling.request(
+                [self.ctx.prompt + ends[i].text for i in todo], 1, max_tokens=self.config.step_tokens,
+                stop=[self.delimiter], greedy=True), [self._prompt_bound(ends[i]) for i in todo])
             for i, row in zip(todo, result.completions, strict=True):
-                ends[i] = ends[i].child(row[0].text, row[0].tokens, row[0].finish_reason, self.delimiter)
+                ends[i] = ends[i].child(row[0], self.delimiter)
         return ends
 
     async def score(self, nodes: list[Node]) -> None:
@@ -229,6 +236,7 @@ class TreeSearch:
             self.record(flat, round_index)
             self.rounds = round_index + 1
             finished += [c for c in flat if c.finished]
+            self.ctx.report(weighted_best_of_n([Scored(extract_answer(n.text), n.score) for n in finished]))
             survivors = config.survivors(children, config.keep)
             parents = [s for s in survivors if not s.finished]
             if not parents:
@@ -258,7 +266,7 @@ def reused_node(candidate: Candidate, aggregation: Aggregation) -> Node:
     scores = candidate.step_scores or []
     return Node(text=candidate.text, steps=list(candidate.steps), tokens=candidate.tokens,
                 finished=True, finish_reason=candidate.finish_reason, step_scores=list(scores),
-                score=aggregate(scores, aggregation), group=-1)
+                score=aggregate(scores, aggregation), group=-1, logprobs=candidate.logprobs)
 
 
 def _by_group(nodes: list[Node]) -> list[list[Node]]:
@@ -275,13 +283,11 @@ def select_answer(finished: list[Node], active: list[Node], cut_short: bool,
     pool = finished or active
     if not pool:
         raise InsufficientBudget(0.0, 0.0)
-    answer = weighted_best_of_n([Scored(key(extract_answer(n.text)), n.score) for n in pool])
-    chosen = max([n for n in pool if key(extract_answer(n.text)) == answer] or pool, key=lambda n: n.score)
-    chosen_answer = extract_answer(chosen.text)
-    outcome = ("budget_exhausted" if cut_short
-               else "answered" if chosen_answer is not None else "no_answer")
-    return StrategyResult(text=chosen.text, choice_finish_reason=chosen.finish_reason,
-                          answer=chosen_answer, compute_finish_reason=outcome,
+    # answers ranked by their summed beam score, each shown by its best-scored beam
+    ranked = rank(pool, lambda n: key(extract_answer(n.text)), lambda n: n.score,
+                  lambda group: max(group, key=lambda n: n.score))
+    choices = [n.choice() for n in ranked]
+    return StrategyResult(choices=choices, compute_finish_reason=finish_reason(choices[0].answer, cut_short),
                           params={**params, "finished": len(finished)},
                           samples=len(trace), trace=trace)
 

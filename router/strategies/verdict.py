@@ -17,10 +17,16 @@ async def answer_key(ctx: StrategyContext, answers: Sequence[str | None]) -> Ans
     return await asyncio.to_thread(answer_classes, answers, ctx.sampling.answer_match)
 
 
-def verdict(chosen: Candidate, candidates: list[Candidate], cut_short: bool,
+def verdict(ranked: list[Candidate], candidates: list[Candidate], cut_short: bool,
             params: dict[str, Any]) -> StrategyResult:
-    outcome = "budget_exhausted" if cut_short else "answered" if chosen.answer is not None else "no_answer"
+    """``ranked``: one candidate per distinct answer, best first (``selection.rank``)."""
+    outcome = finish_reason(ranked[0].answer, cut_short)
     return StrategyResult(
-        text=chosen.text, choice_finish_reason=chosen.finish_reason, answer=chosen.answer,
-        compute_finish_reason=outcome, params={k: v for k, v in params.items() if v is not None},
+        choices=[c.choice() for c in ranked], compute_finish_reason=outcome,
+        params={k: v for k, v in params.items() if v is not None},
         samples=len(candidates), trace=[c.trace() for c in candidates])
+
+
+def finish_reason(answer: str | None, cut_short: bool) -> str:
+    """compute.finish_reason: the budget cut the strategy short, else whether it found an answer."""
+    return "budget_exhausted" if cut_short else "answered" if answer is not None else "no_answer"
