@@ -60,6 +60,7 @@ class ServerSpec:
             "--max-num-batched-tokens", str(max(4096, self.max_model_len)),
             "--max-num-seqs", str(self.max_num_seqs()),
             "--disable-uvicorn-access-log",
+            "--enable-log-requests",  # see _vllm_logging
         ]
         if self.pooling_step_tag_id is not None:
             cmd += ["--runner", "pooling",
@@ -123,6 +124,20 @@ class _StartInterrupted(Exception):
     task, KeyboardInterrupt itself would bypass the task group and be logged as never retrieved)."""
 
 
+def _vllm_logging(level: str) -> dict[str, object]:
+    """vLLM's own logs at ``level``, but one line per request it receives whatever the level: the
+    line has the request's id (the router's X-Request-Id, numbered per call) and its sampling
+    parameters, so that one request can be followed from the router's log into this server's."""
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(asctime)s [%(name)s] %(message)s"}},
+        "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "stream": "ext://sys.stdout"}},
+        "loggers": {"vllm": {"handlers": ["out"], "level": level, "propagate": False},
+                    "vllm.entrypoints.serve.utils.request_logger": {"level": "INFO"}},
+    }
+
+
 @dataclass
 class VllmServer:
     """One supervised vLLM server; ``base_url`` is valid once ``start``/``astart`` returned."""
@@ -138,13 +153,17 @@ class VllmServer:
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
-        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=self.spec.cpu_bind,
-                   VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
-                   VLLM_HTTP_TIMEOUT_KEEP_ALIVE="30",  # clients expire idle connections sooner
-                   TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
         log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix=f"vllm-{self.spec.served_name}-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
+        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=self.spec.cpu_bind,
+                   VLLM_HTTP_TIMEOUT_KEEP_ALIVE="30",  # clients expire idle connections sooner
+                   TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+        if "VLLM_LOGGING_CONFIG_PATH" not in env:
+            config = self.log_path.with_suffix(".logging.json")
+            level = os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")
+            config.write_text(json.dumps(_vllm_logging(level)))
+            env["VLLM_LOGGING_CONFIG_PATH"] = str(config)
         self.process = subprocess.Popen(
             self.spec.command(self.port), stdout=log, stderr=subprocess.STDOUT, env=env,
             preexec_fn=_die_with_parent)
@@ -196,6 +215,7 @@ class VllmServer:
             return  # it exited by itself: its log stays, to read
         if served and self.log_path is not None:  # a failed start keeps its log too
             self.log_path.unlink(missing_ok=True)
+            self.log_path.with_suffix(".logging.json").unlink(missing_ok=True)
         if not served:
             grace_s = 0.0
         with contextlib.suppress(ProcessLookupError):

@@ -173,7 +173,8 @@ class VllmGenerator(_VllmHttpBackend):
             choices = sorted(body["choices"], key=lambda c: c["index"])
             completions.append([
                 Completion(text=c["text"], finish_reason=c["finish_reason"] or "stop",
-                           tokens=len(c.get("token_ids") or []), logprobs=_logprobs(c.get("logprobs")))
+                           tokens=len(c.get("token_ids") or []),
+                           logprobs=_logprobs(c.get("logprobs"), c["text"]))
                 for c in choices])
             raw = body["usage"]
             cached = int((raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
@@ -184,15 +185,21 @@ class VllmGenerator(_VllmHttpBackend):
                                 cached_tokens=cached_tokens)
 
 
-def _logprobs(raw: dict[str, Any] | None) -> tuple[TokenLogprob, ...] | None:
-    """vLLM's completions logprobs (parallel lists: tokens, token_logprobs, top_logprobs)."""
+def _logprobs(raw: dict[str, Any] | None, text: str) -> tuple[TokenLogprob, ...] | None:
+    """vLLM's completions logprobs (parallel lists: tokens, token_logprobs, top_logprobs), for the
+    tokens of ``text`` only: vLLM also lists the end-of-sequence token, which the text leaves out."""
     if not raw:
         return None
     tops = raw.get("top_logprobs") or [None] * len(raw["tokens"])
-    return tuple(
-        TokenLogprob(token=token, logprob=float(logprob) if logprob is not None else float("-inf"),
-                     top=tuple((t, float(lp)) for t, lp in (top or {}).items()))
-        for token, logprob, top in zip(raw["tokens"], raw["token_logprobs"], tops, strict=True))
+    kept, offset = [], 0
+    for token, logprob, top in zip(raw["tokens"], raw["token_logprobs"], tops, strict=True):
+        if offset >= len(text):
+            break
+        value = float(logprob) if logprob is not None else float("-inf")
+        kept.append(TokenLogprob(token=token, logprob=value,
+                                 top=tuple((t, float(lp)) for t, lp in (top or {}).items())))
+        offset += len(token)
+    return tuple(kept)
 
 
 class VllmVerifier(_VllmHttpBackend):

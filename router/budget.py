@@ -104,6 +104,7 @@ class Meter:
         self.ledger.charge(self.account or "generator", flops)
         self.ledger.calls.append({
             "backend": "generator", "account": self.account or "generator", "flops": flops,
+            "sampling": _sampling(request),
             "prompt_tokens": result.prompt_tokens, "cached_tokens": result.cached_tokens,
             "completion_tokens": [[s.tokens for s in row] for row in result.completions]})
         self.ledger.generated_tokens += result.usage.completion_tokens
@@ -137,3 +138,22 @@ class Meter:
         self.ledger.scored_tokens += sum(result.input_tokens)
         self.ledger.score_calls += 1
         return result
+
+
+def _sampling(request: GenerationRequest) -> dict[str, object]:
+    """How a generate call sampled, for the trace (options left at their defaults are left out)."""
+    shown: dict[str, object] = {"n": request.n, "max_tokens": request.max_tokens,
+                                "temperature": request.temperature, "top_p": request.top_p}
+    if request.stop:
+        shown["stop"] = list(request.stop)
+    if request.seed is not None:
+        shown["seed"] = request.seed
+    if request.frequency_penalty:
+        shown["frequency_penalty"] = request.frequency_penalty
+    if request.presence_penalty:
+        shown["presence_penalty"] = request.presence_penalty
+    if request.logit_bias:
+        shown["logit_bias"] = dict(request.logit_bias)
+    if request.logprobs is not None:
+        shown["logprobs"] = request.logprobs
+    return shown
