@@ -34,6 +34,8 @@ def error_response(status: int, message: str, type_: str, param: str | None = No
 def _validation_param(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":  # its loc is a byte offset, not a field
+        return f"the body is not valid JSON: {(first.get('ctx') or {}).get('error', 'decode error')}", None
     # Union members show up in loc ("constrained-str", "list[str]"): keep field names and indices.
     loc = [str(p) for p in first.get("loc", ())
            if p != "body" and (isinstance(p, int) or str(p).isidentifier())]
@@ -56,11 +58,15 @@ def describe(exc: Exception) -> tuple[int, dict[str, object], dict[str, str] | N
     if isinstance(exc, ApiError):
         return exc.status, body(exc.message, exc.type, exc.param, exc.code), exc.headers
     if isinstance(exc, BackendError):
+        # what went wrong stays in the log (with the request id): the backend's address, the
+        # exception, the backend's own words; the client gets a stable message
+        logger.warning("%s backend: %s", exc.backend, exc.message)
         if exc.unavailable:
-            return 503, body(f"{exc.backend} backend unavailable: {exc.message}", "service_unavailable",
-                             None, "backend_unavailable"), {"Retry-After": "5"}
+            return 503, body(f"the {exc.backend} backend is unavailable; retry shortly",
+                             "service_unavailable", None, "backend_unavailable"), {"Retry-After": "5"}
         # The backend refused what we sent: the request's content is at fault (e.g. too long).
-        return 400, body(f"{exc.backend} backend rejected the request: {exc.message}",
+        status = f" (HTTP {exc.status})" if exc.status else ""
+        return 400, body(f"the {exc.backend} backend refused the request{status}",
                          "invalid_request_error", None, "backend_rejected"), None
     if isinstance(exc, DeadlineExceeded):
         return 504, body(str(exc), "timeout", None, "deadline_exceeded"), None

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from ttc_serve.app.errors import install_error_handlers
+from ttc_serve.app.limits import BodyLimit
 from ttc_serve.app.metrics import Metrics
 from ttc_serve.app.request_id import RequestIdMiddleware
 from ttc_serve.app.routes import api, ops
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ttc-serve", version="0.1.0", lifespan=lifespan,
                   description="Compute-optimal test-time inference behind an OpenAI-compatible API.")
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(ops)

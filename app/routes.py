@@ -40,7 +40,8 @@ def require_key(state: State, authorization: Annotated[str | None, Header()] = N
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
         raise ApiError(401, "missing or invalid API key (send 'Authorization: Bearer <key>')",
-                       "authentication_error", code="invalid_api_key")
+                       "authentication_error", code="invalid_api_key",
+                       headers={"WWW-Authenticate": "Bearer"})
 
 
 _ERRORS: dict[int | str, dict[str, object]] = {

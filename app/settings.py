@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     max_samples_per_call: int = Field(256, ge=1, le=4096)
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")
+    max_request_bytes: int = Field(4 * 2**20, ge=1024, description="request bodies over this are a 413")
 
     @field_validator("reasoning_effort_samples")
     @classmethod

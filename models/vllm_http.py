@@ -38,6 +38,8 @@ class BackendError(RuntimeError):
         self.status = status
 
 
+PROBE_CONNECTIONS = 4  # of a backend's connections, kept from the calls for /health and /v1/models
+
 # Called after every backend HTTP call: (backend, endpoint, seconds, error or None).
 CallObserver = Callable[[str, str, float, str | None], None]
 
@@ -65,6 +67,10 @@ class _VllmHttpBackend:
         self.max_model_len = config.max_model_len
         self._observer = observer
         self._adds_bos: bool | None = None
+        # Calls wait here, not in httpcore's pool: its queue rescans every connection for every
+        # waiting request, and a few thousand waiting calls (a wide search, many requests) kept the
+        # event loop busy for minutes. A few connections stay free for the readiness probe.
+        self._slots = asyncio.Semaphore(max(1, config.max_connections - PROBE_CONNECTIONS))
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = httpx.AsyncClient(
             base_url=config.base_url, headers=headers,
@@ -82,7 +88,8 @@ class _VllmHttpBackend:
         try:
             tag = request_context.CURRENT.get()
             headers = {"X-Request-Id": tag.backend_call_id()} if tag is not None else None
-            response = await self._client.post(endpoint, json=payload, headers=headers)
+            async with self._slots:
+                response = await self._client.post(endpoint, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             error = "timeout"
             raise BackendError(self.kind, f"timed out calling {endpoint}", unavailable=True) from exc

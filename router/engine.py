@@ -24,6 +24,7 @@ from ttc_serve.router.errors import (
     BudgetTooSmall,
     DeadlineExceeded,
     InvalidParams,
+    PromptTooLarge,
     PromptTooLong,
     UnknownStrategy,
 )
@@ -42,6 +43,9 @@ AUTO = "auto"
 STRATEGY_NAMES = (AUTO, *STRATEGIES)
 # what a greedy request's search samples at where the deployment's own default is greedy too
 EXPLORATION_TEMPERATURE = 0.8
+# more characters than any token of a tokenizer in use holds (long whitespace runs reach a few
+# dozen), so a prompt longer than this many per token of context cannot fit
+MAX_CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class Engine:
     async def context(self, request: EngineRequest) -> StrategyContext:
         """A fresh ledger and metered model access for one request (its prompt counted, max_tokens
         fitted to the models' context)."""
+        # checked before the prompt is sent anywhere: a backend tokenizing megabytes grows by gigabytes
+        chars_limit = self.generator.max_model_len * MAX_CHARS_PER_TOKEN
+        if len(request.prompt) > chars_limit:
+            raise PromptTooLarge(len(request.prompt), chars_limit, self.generator.max_model_len)
         prompt_tokens = await self.generator.count_tokens(request.prompt)
         sampling = self._fit_context(request, prompt_tokens)
         ledger = Ledger(budget=request.flops_budget)

@@ -63,6 +63,14 @@ class PromptTooLong(RequestError):
                          f"{limit}: it leaves no room to answer", "prompt")
 
 
+class PromptTooLarge(RequestError):
+    code = "context_length_exceeded"
+
+    def __init__(self, chars: int, limit: int, context: int):
+        super().__init__(f"the prompt has {chars} characters; no prompt over {limit} fits the "
+                         f"generator's context of {context} tokens", "prompt")
+
+
 class DeadlineExceeded(Exception):
     def __init__(self, deadline_s: float):
         super().__init__(f"the request did not finish within {deadline_s:g}s")

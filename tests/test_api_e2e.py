@@ -202,7 +202,8 @@ def test_malformed_json_is_a_400(client: httpx.Client) -> None:
     response = client.post("/v1/completions", content=b"{not json",
                            headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert "error" in response.json()
+    error = response.json()["error"]
+    assert error["message"].startswith("the body is not valid JSON") and error["param"] is None
 
 
 def test_chat_with_no_messages_is_a_400(client: httpx.Client) -> None:
@@ -218,6 +219,7 @@ def test_a_dead_backend_gives_503(backends: Backends) -> None:
         response = completion(http, flops_budget=4e9)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "backend_unavailable"
+        assert "127.0.0.1" not in response.text and "Error" not in response.text  # no internals
         assert http.get("/readyz").status_code == 503
         assert http.get("/healthz").status_code == 200
 
@@ -228,6 +230,7 @@ def test_api_key_is_enforced(backends: Backends) -> None:
         refused = http.get("/v1/models")
         assert refused.status_code == 401
         assert refused.json()["error"]["type"] == "authentication_error"
+        assert refused.headers["www-authenticate"] == "Bearer"
         assert http.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 

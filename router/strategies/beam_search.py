@@ -76,24 +76,28 @@ class _StepSearch:
         return TreeSearch(ctx, self._config(ctx, params, width, width)).round_worst([Node()], 1)
 
     def _sizes(self, ctx: StrategyContext, params: TreeSearchParams, steps: float,
-               step_len: float) -> tuple[int, int]:
-        """(N, M): N as given or as the budget pays for, a multiple of M."""
+               step_len: float) -> tuple[int, int, bool]:
+        """(N, M, capped): N as given or as the budget pays for, a multiple of M. What a budget buys
+        stops at ``max_samples_per_call`` candidates (capped: True): each round sends one HTTP call
+        per surviving beam, and an unbounded N made one request's calls swamp the client."""
         step_tokens = min(params.step_tokens, ctx.sampling.max_tokens)
         lookahead = getattr(params, "lookahead", 0)
+        cap = ctx.sampling.max_samples_per_call
+        width = params.beam_width if isinstance(params.beam_width, int) else 1
+        affordable = params.n or size_n(ctx, width, step_len, steps, lookahead, step_tokens)
+        capped = params.n is None and affordable > cap
+        n = min(affordable, cap) if params.n is None else affordable
         if isinstance(params.beam_width, int):
-            width = params.beam_width
-            n = params.n or size_n(ctx, width, step_len, steps, lookahead, step_tokens)
-            return max(n, width), width
-        n = params.n or size_n(ctx, 1, step_len, steps, lookahead, step_tokens)
+            return max((n // width) * width, width), width, capped
         width = max(SQRT_MIN_WIDTH, round(math.sqrt(n)))
-        return max(width, (n // width) * width), width
+        return max(width, (n // width) * width), width, capped
 
     async def run(self, ctx: StrategyContext, params: StrategyParams) -> StrategyResult:
         assert isinstance(params, TreeSearchParams)
         step_tokens = min(params.step_tokens, ctx.sampling.max_tokens)
         steps, step_len = expected_shape(ctx.reuse, step_tokens, params.expected_steps,
                                          params.expected_step_tokens)
-        n, width = self._sizes(ctx, params, steps, step_len)
+        n, width, capped = self._sizes(ctx, params, steps, step_len)
         search = TreeSearch(ctx, self._config(ctx, params, n, width, step_len))
         finished, active, cut_short = await search.run()
         # the difficulty samples, already paid for, join the final vote (traced as round -1)
@@ -107,6 +111,8 @@ class _StepSearch:
             "planned_steps": round(steps, 2), "planned_step_tokens": round(step_len, 2)}
         if params.beam_width == "sqrt":
             sizes["beam_width_rule"] = "sqrt"
+        if capped:
+            sizes["n_capped"] = True
         if search.config.lookahead:
             sizes["lookahead"] = search.config.lookahead
         key = await answer_key(ctx, [extract_answer(n.text) for n in finished or active])

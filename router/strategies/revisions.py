@@ -134,7 +134,11 @@ class SequentialRevisions:
         assert isinstance(params, RevisionParams)
         mode = resolve_mode(ctx, params)
         scored = params.selection == "weighted"
-        n = params.n or self._plan(ctx, params.ratio, scored, mode)
+        planned = self._plan(ctx, params.ratio, scored, mode)
+        # what a budget buys stops at max_samples_per_call attempts (each chain's step is an HTTP call)
+        cap = ctx.sampling.max_samples_per_call
+        capped = params.n is None and planned > cap
+        n = params.n or min(planned, cap)
         parallel, sequential = split(n, params.ratio)
         chains: list[list[Candidate]] = [[] for _ in range(parallel)]
         for reused, chain in zip(ctx.reuse, chains, strict=False):  # difficulty samples start chains
@@ -144,7 +148,8 @@ class SequentialRevisions:
             for step in range(sequential):
                 cut_short = await self._revise(ctx, params, chains, step, scored) or cut_short
             key = await answer_key(ctx, [a.answer for chain in chains for a in chain])
-            return self._select(chains, params, cut_short, parallel, sequential, mode, None, key)
+            return _capped(self._select(chains, params, cut_short, parallel, sequential, mode, None, key),
+                           capped)
         # check and repair: first attempts (scored once they are final), then revision rounds
         cut_short = await self._revise(ctx, params, chains, 0, False)
         assert ctx.check is not None
@@ -169,8 +174,8 @@ class SequentialRevisions:
             for chain in (c for c in chains if c):
                 chain[-1].score = aggregate(chain[-1].step_scores or [], params.aggregation)
         key = await answer_key(ctx, [a.answer for chain in chains for a in chain])
-        return self._select(chains, params, cut_short or rounds.cut_short, parallel, sequential,
-                            mode, rounds, key)
+        return _capped(self._select(chains, params, cut_short or rounds.cut_short, parallel, sequential,
+                                    mode, rounds, key), capped)
 
     async def _revise(self, ctx: StrategyContext, params: RevisionParams, chains: list[list[Candidate]],
                       step: int, scored: bool) -> bool:
@@ -249,3 +254,9 @@ class SequentialRevisions:
 def _leading(chains: list[list[Candidate]]) -> str | None:
     """Progress: the vote of the chains' latest attempts."""
     return majority([chain[-1].answer for chain in chains if chain])
+
+
+def _capped(result: StrategyResult, capped: bool) -> StrategyResult:
+    if capped:
+        result.params["n_capped"] = True
+    return result
