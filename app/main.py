@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
@@ -14,11 +14,15 @@ from ttc_serve.app.request_id import RequestIdMiddleware
 from ttc_serve.app.routes import api, ops
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.state import service_state
+from ttc_serve.models.launcher import VllmServer
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, embedded: Sequence[VllmServer] = ()) -> FastAPI:
+    """``embedded``: the vLLM servers ``ttc-serve serve`` started and supervises, if any (their
+    restarts are in the metrics, and /healthz fails once one cannot be brought back)."""
     settings = settings or Settings()
     metrics = Metrics()
+    metrics.watch_restarts(embedded)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -28,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="ttc-serve", version="0.1.0", lifespan=lifespan,
                   description="Compute-optimal test-time inference behind an OpenAI-compatible API.")
+    app.state.embedded = list(embedded)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ttc_serve.models.launcher import VllmServer
 from ttc_serve.router.engine import STRATEGY_NAMES, EngineResult
 
 _FLOPS_BUCKETS = tuple(10.0**e for e in range(6, 19))
@@ -41,6 +45,12 @@ class Metrics:
         self.rejected = Counter("ttc_requests_rejected", "Requests refused before any work",
                                 ["reason"], registry=r)
 
+    def watch_restarts(self, servers: Sequence[VllmServer]) -> None:
+        restarts = Gauge("ttc_backend_restarts", "Times an embedded vLLM server was started again after "
+                         "it died", ["backend"], registry=self.registry)
+        for server in servers:
+            restarts.labels(server.spec.served_name).set_function(functools.partial(_restarts, server))
+
     def observe_backend(self, backend: str, endpoint: str, seconds: float, error: str | None) -> None:
         self.backend_calls.labels(backend, endpoint, error or "ok").inc()
         self.backend_latency.labels(backend, endpoint).observe(seconds)
@@ -69,3 +79,7 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _restarts(server: VllmServer) -> float:
+    return float(server.restarts)

@@ -75,8 +75,14 @@ async def list_models(state: State) -> ModelList:
 
 
 @ops.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: fails only when the service cannot recover by itself (an embedded backend that
+    could not be started again), so that restarting the process is the remedy; a backend that is
+    merely down is /readyz's business."""
+    lost = [s.spec.served_name for s in request.app.state.embedded if s.gave_up]
+    if lost:
+        return JSONResponse({"status": "failed", "lost_backends": lost}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @ops.get("/readyz")

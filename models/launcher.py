@@ -119,7 +119,7 @@ class ServerStartError(RuntimeError):
     pass
 
 
-class _StartInterrupted(Exception):
+class StartInterrupted(Exception):
     """Raised in a start-up loop on Ctrl-C; ``running`` turns it into KeyboardInterrupt (raised in a
     task, KeyboardInterrupt itself would bypass the task group and be logged as never retrieved)."""
 
@@ -147,6 +147,8 @@ class VllmServer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     ready: bool = False  # /health answered 200
+    restarts: int = 0  # by a Supervisor, after the server died
+    gave_up: bool = False  # a Supervisor could not bring it back
 
     @property
     def base_url(self) -> str:
@@ -183,13 +185,13 @@ class VllmServer:
     async def astart(self, timeout_s: float = 180.0,
                      interrupted: threading.Event | None = None) -> None:
         """Spawn and wait (without blocking the event loop) until ``/health`` answers 200; raise
-        ``_StartInterrupted`` as soon as ``interrupted`` is set."""
+        ``StartInterrupted`` as soon as ``interrupted`` is set."""
         self.spawn()
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
                 if interrupted is not None and interrupted.is_set():
-                    raise _StartInterrupted
+                    raise StartInterrupted
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base_url}/health")).status_code == 200:
@@ -211,8 +213,11 @@ class VllmServer:
         The log of a server that served and is stopped here is removed (one per start piled up)."""
         process, self.process = self.process, None
         served, self.ready = self.ready, False
-        if process is None or process.poll() is not None:
-            return  # it exited by itself: its log stays, to read
+        if process is None:
+            return
+        if process.poll() is not None:  # it exited by itself: its log stays, to read
+            reap(process)  # its engine processes may not have followed it
+            return
         if served and self.log_path is not None:  # a failed start keeps its log too
             self.log_path.unlink(missing_ok=True)
             self.log_path.with_suffix(".logging.json").unlink(missing_ok=True)
@@ -226,8 +231,13 @@ class VllmServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        with contextlib.suppress(ProcessLookupError):  # engine-core stragglers in the group
-            os.killpg(process.pid, signal.SIGKILL)
+        reap(process)  # engine-core stragglers in the group
+
+
+def reap(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL whatever is left of the server's process group (its own session, ``_die_with_parent``)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def start_all(servers: list[VllmServer], timeout_s: float,
@@ -255,9 +265,14 @@ def _ctrl_c_as_flag() -> Iterator[threading.Event]:
 
 
 @contextlib.contextmanager
-def running(*specs: ServerSpec, timeout_s: float = 180.0) -> Iterator[list[VllmServer]]:
-    """Start every server (concurrently) and stop them all on exit, also on error or Ctrl-C."""
+def running(*specs: ServerSpec, timeout_s: float = 180.0,
+            supervise: bool = False) -> Iterator[list[VllmServer]]:
+    """Start every server (concurrently) and stop them all on exit, also on error or Ctrl-C. With
+    ``supervise``, a server that dies meanwhile is started again (``models/supervisor.py``)."""
+    from ttc_serve.models.supervisor import Supervisor
+
     servers = [VllmServer(spec) for spec in specs]
+    supervisor: Supervisor | None = None
 
     try:
         try:
@@ -269,7 +284,12 @@ def running(*specs: ServerSpec, timeout_s: float = 180.0) -> Iterator[list[VllmS
             raise group.exceptions[0] from None
         if interrupted.is_set():  # Ctrl-C after the last check
             raise KeyboardInterrupt
+        if supervise:
+            supervisor = Supervisor(servers, start_timeout_s=timeout_s)
+            supervisor.start()
         yield servers
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         for server in servers:
             server.stop()

@@ -55,6 +55,13 @@ def _exit_status(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, 
     return proc.returncode, err.decode(errors="replace")
 
 
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
+
+
 def _assert_all_gone(procs: list[psutil.Process]) -> None:
     _, alive = psutil.wait_procs(procs, timeout=60)
     assert not alive, [p.pid for p in alive]
@@ -71,6 +78,21 @@ def test_serve_answers_and_ctrl_c_stops_everything() -> None:
                                           extra_body={"flops_budget": 8e9})
         assert extract_answer(reply.choices[0].text) == "9"
         assert reply.model_extra["compute"]["flops_used"] <= 8e9
+        # The PRM's server dies: it is reaped (its engine process too) and started again.
+        [prm] = [c for c in children if "prm" in c.cmdline() and "--served-model-name" in c.cmdline()]
+        prm_group = [c for c in children if _group(c) == prm.pid]
+        prm.kill()
+        _assert_all_gone(prm_group)
+        restarted = time.monotonic()
+        _wait_ready(proc, port, timeout_s=240)
+        scored = client.completions.create(model=Settings().model_name, prompt="question: 4+5\n",
+                                           extra_body={"flops_budget": 2e10, "strategy": "best_of_n"})
+        assert extract_answer(scored.choices[0].text) == "9"
+        back_in = time.monotonic() - restarted
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'ttc_backend_restarts{backend="prm"} 1.0' in metrics, back_in
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         assert _exit_status(proc, 90)[0] == 0
         _assert_all_gone(children)

@@ -38,11 +38,11 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     # Here Ctrl-C stops the start at once, and ``running`` stops whatever had started.
     try:
         with contextlib.suppress(KeyboardInterrupt), \
-                running(*wanted, timeout_s=settings.backend_start_timeout_s) as servers:
+                running(*wanted, timeout_s=settings.backend_start_timeout_s, supervise=True) as servers:
             started = iter(server.base_url for server in servers)
             settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
             # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
-            uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+            uvicorn.run(create_app(settings, servers), host=settings.host, port=settings.port,
                         log_config=logging_config())
     except ServerStartError as exc:
         typer.echo(f"ttc-serve: {exc}", err=True)
