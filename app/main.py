@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -39,3 +40,10 @@ def create_app(settings: Settings | None = None, embedded: Sequence[VllmServer] 
     app.include_router(api)
     app.include_router(ops)
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options that are limits of the service: h11, whose header limit httptools lacks
+    (an 8 MiB header was accepted), and a drain deadline after which SIGTERM cancels what is left."""
+    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes,
+            "timeout_graceful_shutdown": settings.drain_timeout_s}

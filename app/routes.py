@@ -87,7 +87,11 @@ async def healthz(request: Request) -> JSONResponse:
 
 @ops.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    generator_ok, verifier_ok = await asyncio.gather(state.generator.ready(), state.verifier.ready())
+    # the health monitor's verdict (app/health.py), and a probe now, so that a backend that just
+    # went away is reported before the monitor has seen it fail twice
+    probes = await asyncio.gather(state.generator.ready(), state.verifier.ready())
+    generator_ok = probes[0] and state.generator.available
+    verifier_ok = probes[1] and state.verifier.available
     ready = generator_ok and verifier_ok
     body = {"status": "ready" if ready else "unavailable",
             "backends": {"generator": generator_ok, "verifier": verifier_ok}}

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     backend_timeout_s: float = Field(120.0, gt=0, le=3600)
     backend_connect_timeout_s: float = Field(5.0, gt=0, le=600)
     backend_start_timeout_s: float = Field(240.0, gt=0, le=3600)
+    health_interval_s: float = Field(1.0, gt=0, le=60, description=(
+        "how often the backends' /health is checked; two failures in a row mark one down"))
     generator_cpu_bind: str = "0"  # embedded servers: keep generator and PRM on separate cores
     prm_cpu_bind: str = "1"
 
@@ -86,6 +88,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_in_flight: int = Field(64, ge=1, description="concurrent requests before 429")
     max_request_bytes: int = Field(4 * 2**20, ge=1024, description="request bodies over this are a 413")
+    max_header_bytes: int = Field(64 * 2**10, ge=4096, description="a request's headers over this are "
+                                  "refused before the app sees them (431/400 from the HTTP server)")
+    drain_timeout_s: float = Field(30.0, gt=0, le=3600, description=(
+        "on SIGTERM, how long in-flight requests may still run before they are cancelled"))
 
     @field_validator("reasoning_effort_samples")
     @classmethod

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ttc_serve.app import wiring
+from ttc_serve.app import health, wiring
 from ttc_serve.app.metrics import Metrics
 from ttc_serve.app.settings import Settings
 from ttc_serve.models.chat import ChatTemplate
@@ -38,6 +39,8 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
                            "`ttc-serve serve`, which starts the embedded vLLM servers")
     pair = wiring.backend_pair(settings, settings.generator_url, settings.prm_url,
                                observer=metrics.observe_backend)
+    monitor = asyncio.create_task(health.watch([pair.generator, pair.verifier],
+                                               settings.health_interval_s))
     try:
         await wiring.fit_to_servers(settings, pair)
         policy, difficulty = wiring.load_policy(settings)
@@ -48,4 +51,6 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
                            default_flops_budget=wiring.default_flops_budget(settings),
                            reasoning_effort_budgets=wiring.reasoning_effort_budgets(settings))
     finally:
+        monitor.cancel()
+        await asyncio.gather(monitor, return_exceptions=True)
         await pair.aclose()

@@ -71,6 +71,7 @@ class _VllmHttpBackend:
         # waiting request, and a few thousand waiting calls (a wide search, many requests) kept the
         # event loop busy for minutes. A few connections stay free for the readiness probe.
         self._slots = asyncio.Semaphore(max(1, config.max_connections - PROBE_CONNECTIONS))
+        self._lost = asyncio.Event()  # set while the health monitor finds the backend down
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = httpx.AsyncClient(
             base_url=config.base_url, headers=headers,
@@ -82,14 +83,47 @@ class _VllmHttpBackend:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @property
+    def available(self) -> bool:
+        return not self._lost.is_set()
+
+    def set_available(self, available: bool) -> None:
+        """The health monitor's verdict (``app/health.py``). While a backend is down its calls fail
+        at once, those already waiting on it included, instead of each waiting out the timeout."""
+        if available:
+            self._lost.clear()
+        else:
+            self._lost.set()
+
+    async def _unless_lost(self, call: Awaitable[httpx.Response]) -> httpx.Response:
+        task = asyncio.ensure_future(call)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise BackendError(self.kind, "went down during the call", unavailable=True)
+        return task.result()
+
     async def _post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         error: str | None = None
+        if not self.available:
+            self._observe(endpoint, started, "down")
+            raise BackendError(self.kind, "down (health checks failing)", unavailable=True)
         try:
             tag = request_context.CURRENT.get()
             headers = {"X-Request-Id": tag.backend_call_id()} if tag is not None else None
             async with self._slots:
-                response = await self._client.post(endpoint, json=payload, headers=headers)
+                response = await self._unless_lost(
+                    self._client.post(endpoint, json=payload, headers=headers))
+        except BackendError:
+            error = "down"
+            raise
         except httpx.TimeoutException as exc:
             error = "timeout"
             raise BackendError(self.kind, f"timed out calling {endpoint}", unavailable=True) from exc

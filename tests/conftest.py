@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from hypothesis import settings as hypothesis_settings
 
-from ttc_serve.app.main import create_app
+from ttc_serve.app.main import create_app, server_options
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import VllmServer, free_port, running
@@ -43,7 +43,7 @@ class LiveService:
         self.settings = settings
         self.port = free_port()
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="on")
+                                log_level="warning", lifespan="on", **server_options(settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -18,7 +18,7 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     """Serve the API. With no TTC_GENERATOR_URL / TTC_PRM_URL, start the embedded vLLM CPU servers."""
     import uvicorn
 
-    from ttc_serve.app.main import create_app
+    from ttc_serve.app.main import create_app, server_options
     from ttc_serve.app.wiring import embedded_server_specs
     from ttc_serve.models.launcher import ServerStartError, running
 
@@ -43,7 +43,7 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
             settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
             # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
             uvicorn.run(create_app(settings, servers), host=settings.host, port=settings.port,
-                        log_config=logging_config())
+                        log_config=logging_config(), **server_options(settings))
     except ServerStartError as exc:
         typer.echo(f"ttc-serve: {exc}", err=True)
         raise typer.Exit(1) from None
