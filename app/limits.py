@@ -1,7 +1,9 @@
-"""Request-body size limit, applied before any of the body is parsed or any work starts."""
+"""Request-body limits, applied before any of the body is parsed or any work starts: its size, and
+how long it may take to arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.exceptions import HTTPException
@@ -13,8 +15,8 @@ class BodyLimit:
     the bytes received pass the limit (a chunked body), so a huge prompt never reaches the
     tokenizer of a backend (a 16 MB prompt once took the generator's server down)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, chunk_timeout_s: float):
+        self.app, self.max_bytes, self.chunk_timeout_s = app, max_bytes, chunk_timeout_s
 
     def message(self) -> str:
         return f"the request body is over this server's limit of {self.max_bytes} bytes"
@@ -27,13 +29,20 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
-        received = 0
+        received, complete = 0, False
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # the body is in: what comes now is the disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.chunk_timeout_s)
+            except TimeoutError:  # a client that sends part of a body and stalls holds no slot
+                raise HTTPException(408, f"no part of the request body arrived for "
+                                         f"{self.chunk_timeout_s:g}s") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:  # FastAPI passes an HTTPException through as it is
                     raise HTTPException(413, self.message())
             return message

@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, embedded: Sequence[VllmServer] 
                   description="Compute-optimal test-time inference behind an OpenAI-compatible API.")
     app.state.embedded = list(embedded)
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
+                       chunk_timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(ops)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -117,3 +118,20 @@ def test_oversized_headers_are_cut(service: LiveService) -> None:
         status = 0
     assert status in (0, 400, 431)
     assert httpx.get(f"{service.url}/healthz", timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def strict(backends: Backends) -> Iterator[LiveService]:
+    with LiveService(service_settings(backends, body_timeout_s=1.0)) as live:
+        yield live
+
+
+def test_a_stalled_body_is_cut(strict: LiveService) -> None:
+    head = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(head + b'{"model": "ttc-arith", ')  # and then nothing
+        reply = sock.recv(65536).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 5, reply[:200]
+    assert httpx.get(f"{strict.url}/healthz").status_code == 200
