@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,10 @@ smollm2: install
 # Every strategy x endpoint x temperature x budget on SmolLM2 + the embedded PRM (~30 min).
 real-model-matrix: smollm2
 	$(PY) -m bench.real_model_matrix
+
+# locust at 1x and 4x the admission limit against the real service (bench/results/load.json).
+load: install
+	$(PY) -m bench.load
 
 # The README's figures and the model cards, regenerated from the committed results (a test checks them).
 figures: install
