@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load clean
+.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load faults clean
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,10 @@ real-model-matrix: smollm2
 # locust at 1x and 4x the admission limit against the real service (bench/results/load.json).
 load: install
 	$(PY) -m bench.load
+
+# SIGSTOP/SIGKILL of each embedded vLLM server under load, TTC_FAULT_RUNS times each (bench/results/faults.json).
+faults: install
+	$(PY) -m bench.faults
 
 # The README's figures and the model cards, regenerated from the committed results (a test checks them).
 figures: install

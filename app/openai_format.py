@@ -3,6 +3,7 @@ or as the chunks of its stream."""
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from ttc_serve.app.protocol import (
@@ -20,9 +21,9 @@ from ttc_serve.app.protocol import (
     TokenLogprobOut,
     TopLogprob,
     Usage,
-    _now,
     chat_completion_id,
     completion_id,
+    now,
 )
 from ttc_serve.app.serving import Ask, compute
 from ttc_serve.router.engine import EngineResult
@@ -106,14 +107,14 @@ def progress(event: ProgressEvent) -> dict[str, Any]:
                     samples=event.samples, leading_answer=event.leading_answer).model_dump()
 
 
-class _Chunks:
+class ChunkFormat(abc.ABC):
     """The chunks of one stream: all share the id, creation time and model."""
 
     object = ""
 
     def __init__(self, ask: Ask, response_id: str):
         self.ask = ask
-        self.id, self.created = response_id, _now()
+        self.id, self.created = response_id, now()
 
     def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> Chunk:
         return {"id": self.id, "object": self.object, "created": self.created, "model": self.ask.model,
@@ -127,11 +128,13 @@ class _Chunks:
         chunk), the figures in ``progress``."""
         return self.chunk([], progress=progress(event))
 
+    @abc.abstractmethod
     def content(self, index: int, choice: Choice) -> dict[str, Any]:
-        raise NotImplementedError
+        """A choice's text (and logprobs), in this endpoint's chunk shape."""
 
+    @abc.abstractmethod
     def end(self, index: int, choice: Choice) -> dict[str, Any]:
-        raise NotImplementedError
+        """A choice's finish_reason, in this endpoint's chunk shape."""
 
     def final(self, outcome: EngineResult, include_usage: bool) -> list[Chunk]:
         """Each choice's content, then each one's finish_reason; the compute block on the usage
@@ -147,7 +150,7 @@ class _Chunks:
         return chunks
 
 
-class CompletionChunks(_Chunks):
+class CompletionChunks(ChunkFormat):
     object = "text_completion"
 
     def __init__(self, body: CompletionRequest, ask: Ask):
@@ -163,7 +166,7 @@ class CompletionChunks(_Chunks):
         return {"index": index, "text": "", "logprobs": None, "finish_reason": choice.finish_reason}
 
 
-class ChatChunks(_Chunks):
+class ChatChunks(ChunkFormat):
     object = "chat.completion.chunk"
 
     def __init__(self, body: ChatCompletionRequest, ask: Ask):

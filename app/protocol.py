@@ -296,7 +296,7 @@ class ChatChoice(BaseModel):
     finish_reason: str
 
 
-def _now() -> int:
+def now() -> int:
     return int(time.time())
 
 
@@ -311,7 +311,7 @@ def chat_completion_id() -> str:
 class CompletionResponse(BaseModel):
     id: str = Field(default_factory=completion_id)
     object: Literal["text_completion"] = "text_completion"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=now)
     model: str
     choices: list[CompletionChoice]
     usage: Usage
@@ -321,7 +321,7 @@ class CompletionResponse(BaseModel):
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=chat_completion_id)
     object: Literal["chat.completion"] = "chat.completion"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=now)
     model: str
     choices: list[ChatChoice]
     usage: Usage
@@ -331,7 +331,7 @@ class ChatCompletionResponse(BaseModel):
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=now)
     owned_by: str = "ttc-serve"
     max_model_len: int
 

@@ -19,7 +19,7 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ttc_serve.app.errors import describe
-from ttc_serve.app.openai_format import _Chunks
+from ttc_serve.app.openai_format import ChunkFormat
 from ttc_serve.app.serving import Ask, admitted, engine_request, execute
 from ttc_serve.app.state import ServiceState
 from ttc_serve.router.engine import EngineResult
@@ -49,7 +49,7 @@ def data(payload: dict[str, Any]) -> ServerSentEvent:
 class ChunkStream:
     """Completions and chat completions: ``data:`` chunks, then ``data: [DONE]``."""
 
-    def __init__(self, chunks: _Chunks, include_usage: bool):
+    def __init__(self, chunks: ChunkFormat, include_usage: bool):
         self.chunks, self.include_usage = chunks, include_usage
 
     def opening(self) -> list[ServerSentEvent]:

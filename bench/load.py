@@ -6,6 +6,7 @@ that many users, each sending requests back to back for ``SECONDS``. Expected: a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -51,6 +52,12 @@ def summary(records: list[dict[str, Any]], users: int) -> dict[str, Any]:
         "throughput_per_s": round(len(ok) / SECONDS, 3)}
 
 
+def ready(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    return False
+
+
 def run_locust(url: str, users: int) -> list[dict[str, Any]]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
@@ -71,12 +78,7 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+            while not ready(url):
                 time.sleep(0.5)
             runs = [summary(run_locust(url, users), users) for users in (LIMIT, 4 * LIMIT)]
         finally:
