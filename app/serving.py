@@ -1,6 +1,7 @@
 """Serving a request on the engine: what any endpoint asks (``Ask``) -> engine request -> result,
 with admission, cancellation on disconnect and metrics. The endpoints' own formats are in
-``app/responses.py`` (plain) and ``app/streaming.py`` (Server-Sent Events)."""
+``app/openai_format.py`` and ``app/responses_api.py``, their flows in ``app/endpoints.py``, and
+streaming in ``app/streaming.py`` (Server-Sent Events)."""
 
 from __future__ import annotations
 
