@@ -57,6 +57,20 @@ class GenerationRequest:
     logit_bias: Mapping[str, float] | None = None  # token id -> bias
     logprobs: int | None = None  # None: none; k: each token's logprob and the k most likely
 
+    def options(self) -> dict[str, object]:
+        """The options set away from their defaults, by their OpenAI names (the generate call
+        sends them, the trace shows them); stop and seed are left to each."""
+        options: dict[str, object] = {}
+        if self.frequency_penalty:
+            options["frequency_penalty"] = self.frequency_penalty
+        if self.presence_penalty:
+            options["presence_penalty"] = self.presence_penalty
+        if self.logit_bias:
+            options["logit_bias"] = dict(self.logit_bias)
+        if self.logprobs is not None:
+            options["logprobs"] = self.logprobs
+        return options
+
 
 @dataclass(frozen=True)
 class GenerationResult:

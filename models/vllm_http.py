@@ -189,21 +189,13 @@ class VllmGenerator(_VllmHttpBackend):
             payload: dict[str, Any] = {
                 "model": self.name, "prompt": prompt, "n": request.n,
                 "max_tokens": request.max_tokens, "temperature": request.temperature,
-                "top_p": request.top_p, "return_token_ids": True,
+                "top_p": request.top_p, "return_token_ids": True, **request.options(),
             }
             if request.stop:
                 payload["stop"] = list(request.stop)
                 payload["include_stop_str_in_output"] = True
             if request.seed is not None:
                 payload["seed"] = request.seed + i * request.n  # vLLM seeds sample j with seed + j
-            if request.frequency_penalty:
-                payload["frequency_penalty"] = request.frequency_penalty
-            if request.presence_penalty:
-                payload["presence_penalty"] = request.presence_penalty
-            if request.logit_bias:
-                payload["logit_bias"] = dict(request.logit_bias)
-            if request.logprobs is not None:
-                payload["logprobs"] = request.logprobs
             calls.append(self._post("/v1/completions", payload))
         bodies = await _gather_or_cancel(calls)
         completions: list[list[Completion]] = []

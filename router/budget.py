@@ -148,12 +148,4 @@ def _sampling(request: GenerationRequest) -> dict[str, object]:
         shown["stop"] = list(request.stop)
     if request.seed is not None:
         shown["seed"] = request.seed
-    if request.frequency_penalty:
-        shown["frequency_penalty"] = request.frequency_penalty
-    if request.presence_penalty:
-        shown["presence_penalty"] = request.presence_penalty
-    if request.logit_bias:
-        shown["logit_bias"] = dict(request.logit_bias)
-    if request.logprobs is not None:
-        shown["logprobs"] = request.logprobs
-    return shown
+    return shown | request.options()
