@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ttc_serve.models.launcher import VllmServer
+from ttc_serve.models.replicas import Replica
+from ttc_serve.models.vllm_http import VllmGenerator, VllmVerifier
 from ttc_serve.router.engine import STRATEGY_NAMES, EngineResult
 
 _FLOPS_BUCKETS = tuple(10.0**e for e in range(6, 19))
@@ -37,9 +39,9 @@ class Metrics:
         self.generated_tokens = Counter("ttc_generated_tokens", "Tokens generated", registry=r)
         self.scored_tokens = Counter("ttc_prm_scored_tokens", "Tokens scored by the PRM", registry=r)
         self.backend_calls = Counter("ttc_backend_calls", "Backend HTTP calls",
-                                     ["backend", "endpoint", "outcome"], registry=r)
+                                     ["backend", "replica", "endpoint", "outcome"], registry=r)
         self.backend_latency = Histogram("ttc_backend_latency_seconds", "Backend call latency",
-                                         ["backend", "endpoint"], buckets=_LATENCY_BUCKETS,
+                                         ["backend", "replica", "endpoint"], buckets=_LATENCY_BUCKETS,
                                          registry=r)
         self.in_flight = Gauge("ttc_requests_in_flight", "Requests being served", registry=r)
         self.rejected = Counter("ttc_requests_rejected", "Requests refused before any work",
@@ -51,9 +53,17 @@ class Metrics:
         for server in servers:
             restarts.labels(server.spec.served_name).set_function(functools.partial(_restarts, server))
 
-    def observe_backend(self, backend: str, endpoint: str, seconds: float, error: str | None) -> None:
-        self.backend_calls.labels(backend, endpoint, error or "ok").inc()
-        self.backend_latency.labels(backend, endpoint).observe(seconds)
+    def watch_replicas(self, *backends: VllmGenerator | VllmVerifier) -> None:
+        up = Gauge("ttc_backend_up", "1 while the health monitor finds a backend replica serving",
+                   ["backend", "replica"], registry=self.registry)
+        for backend in backends:
+            for replica in backend.replicas.replicas:
+                up.labels(backend.kind, replica.label).set_function(functools.partial(_up, replica))
+
+    def observe_backend(self, backend: str, replica: str, endpoint: str, seconds: float,
+                        error: str | None) -> None:
+        self.backend_calls.labels(backend, replica, endpoint, error or "ok").inc()
+        self.backend_latency.labels(backend, replica, endpoint).observe(seconds)
 
     def observe_result(self, outcome: EngineResult, seconds: float) -> None:
         strategy = outcome.strategy
@@ -79,6 +89,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _up(replica: Replica) -> float:
+    return 1.0 if replica.available else 0.0
 
 
 def _restarts(server: VllmServer) -> float:

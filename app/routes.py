@@ -23,6 +23,7 @@ from ttc_serve.app.protocol import (
 )
 from ttc_serve.app.responses_api import ResponsesRequest
 from ttc_serve.app.state import ServiceState
+from ttc_serve.models.vllm_http import VllmGenerator, VllmVerifier
 
 
 def get_state(request: Request) -> ServiceState:
@@ -89,13 +90,22 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(state: State) -> JSONResponse:
     # the health monitor's verdict (app/health.py), and a probe now, so that a backend that just
     # went away is reported before the monitor has seen it fail twice
-    probes = await asyncio.gather(state.generator.ready(), state.verifier.ready())
-    generator_ok = probes[0] and state.generator.available
-    verifier_ok = probes[1] and state.verifier.available
-    ready = generator_ok and verifier_ok
+    roles: dict[str, VllmGenerator | VllmVerifier] = {"generator": state.generator,
+                                                      "verifier": state.verifier}
+    counts = await asyncio.gather(*(_serving_replicas(backend) for backend in roles.values()))
+    serving = dict(zip(roles, counts, strict=True))
+    ready = all(serving.values())
     body = {"status": "ready" if ready else "unavailable",
-            "backends": {"generator": generator_ok, "verifier": verifier_ok}}
+            "backends": {role: n > 0 for role, n in serving.items()},
+            "replicas": {role: {"serving": serving[role], "of": len(backend.replicas.replicas)}
+                         for role, backend in roles.items()}}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _serving_replicas(backend: VllmGenerator | VllmVerifier) -> int:
+    replicas = backend.replicas.replicas
+    probes = await asyncio.gather(*(r.ready() for r in replicas))
+    return sum(ok and r.available for r, ok in zip(replicas, probes, strict=True))
 
 
 @ops.get("/metrics")

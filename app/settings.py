@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ttc_serve.models.check_format import CheckFormat
 from ttc_serve.models.prm_format import PrmFormat, PrmFormatName, prm_format
+from ttc_serve.models.replicas import Routing
 from ttc_serve.models.revision_format import RevisionFormat, validate_revision_template
 from ttc_serve.router.selection import AnswerMatch
 
@@ -34,6 +35,15 @@ class Settings(BaseSettings):
     # Backends: leave the URLs unset to start the embedded vLLM CPU servers as child processes.
     generator_url: str | None = None
     prm_url: str | None = None
+    generator_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="several generator replicas, comma-separated (instead of "
+                                          "TTC_GENERATOR_URL); every call of a request goes to one")
+    prm_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="several PRM replicas, comma-separated (instead of TTC_PRM_URL)")
+    replica_routing: Routing = Field(
+        "affinity", description="affinity: each request's calls go to one replica (rendezvous hashing of "
+                                "its id, so the replica's prefix cache serves its later rounds); "
+                                "round_robin: call by call")
     generator_dir: Path = EMBEDDED_DIR / "generator-small"  # HF config for FLOPs, chat template
     prm_dir: Path = EMBEDDED_DIR / "prm"
     generator_served_name: str = "generator"
@@ -94,6 +104,26 @@ class Settings(BaseSettings):
         "the longest wait for the next part of a request body before a 408"))
     drain_timeout_s: float = Field(30.0, gt=0, le=3600, description=(
         "on SIGTERM, how long in-flight requests may still run before they are cancelled"))
+
+    @field_validator("generator_urls", "prm_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_per_role(self) -> Settings:
+        for role in ("generator", "prm"):
+            if getattr(self, f"{role}_url") and getattr(self, f"{role}_urls"):
+                raise ValueError(f"set TTC_{role.upper()}_URL or TTC_{role.upper()}_URLS, not both")
+        return self
+
+    def backend_urls(self) -> tuple[list[str], list[str]]:
+        """The generator's and the PRM's replica URLs; an empty list: that role is embedded."""
+        def urls(one: str | None, many: list[str]) -> list[str]:
+            return list(many) or ([one] if one else [])
+        return urls(self.generator_url, self.generator_urls), urls(self.prm_url, self.prm_urls)
 
     @field_validator("reasoning_effort_samples")
     @classmethod

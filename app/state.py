@@ -34,11 +34,12 @@ async def service_state(settings: Settings, metrics: Metrics) -> AsyncIterator[S
 
     The backends must be running: ``ttc-serve serve`` starts the embedded vLLM servers itself, before
     uvicorn, so that Ctrl-C during their start-up acts at once (``app/cli/serve.py``)."""
-    if settings.generator_url is None or settings.prm_url is None:
-        raise RuntimeError("no backend URLs: set TTC_GENERATOR_URL and TTC_PRM_URL, or run "
+    generator_urls, prm_urls = settings.backend_urls()
+    if not generator_urls or not prm_urls:
+        raise RuntimeError("no backend URLs: set TTC_GENERATOR_URL(S) and TTC_PRM_URL(S), or run "
                            "`ttc-serve serve`, which starts the embedded vLLM servers")
-    pair = wiring.backend_pair(settings, settings.generator_url, settings.prm_url,
-                               observer=metrics.observe_backend)
+    pair = wiring.backend_pair(settings, generator_urls, prm_urls, observer=metrics.observe_backend)
+    metrics.watch_replicas(pair.generator, pair.verifier)
     monitor = asyncio.create_task(health.watch([pair.generator, pair.verifier],
                                                settings.health_interval_s))
     try:

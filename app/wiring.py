@@ -125,7 +125,7 @@ def load_policy(settings: Settings) -> tuple[Policy, DifficultyPredictor | None]
 
 @dataclass(frozen=True)
 class BackendPair:
-    """Clients of one generator server and one PRM server."""
+    """Clients of the generator's servers and the PRM's (one or more replicas each)."""
 
     generator: VllmGenerator
     verifier: VllmVerifier
@@ -134,18 +134,27 @@ class BackendPair:
         await self.generator.aclose()
         await self.verifier.aclose()
 
+    @property
+    def width(self) -> int:
+        """How many requests' worth of servers it has: offline runs size their concurrency by it."""
+        return max(len(self.generator.replicas.replicas), len(self.verifier.replicas.replicas))
 
-def _config(settings: Settings, url: str, name: str, max_model_len: int | None = None) -> HttpBackendConfig:
-    return HttpBackendConfig(base_url=url, model=name, max_model_len=max_model_len or settings.max_model_len,
+
+def _config(settings: Settings, urls: Sequence[str], name: str,
+            max_model_len: int | None = None) -> HttpBackendConfig:
+    return HttpBackendConfig(urls=tuple(urls), model=name,
+                             max_model_len=max_model_len or settings.max_model_len,
                              api_key=settings.backend_api_key, timeout_s=settings.backend_timeout_s,
-                             connect_timeout_s=settings.backend_connect_timeout_s)
+                             connect_timeout_s=settings.backend_connect_timeout_s,
+                             routing=settings.replica_routing)
 
 
-def backend_pair(settings: Settings, generator_url: str, prm_url: str,
+def backend_pair(settings: Settings, generator_urls: Sequence[str], prm_urls: Sequence[str],
                  observer: CallObserver | None = None) -> BackendPair:
+    """Clients of these servers: each list is one role's replicas."""
     return BackendPair(
-        VllmGenerator(_config(settings, generator_url, settings.generator_served_name), observer=observer),
-        VllmVerifier(_config(settings, prm_url, settings.prm_served_name), prm=settings.prm(),
+        VllmGenerator(_config(settings, generator_urls, settings.generator_served_name), observer=observer),
+        VllmVerifier(_config(settings, prm_urls, settings.prm_served_name), prm=settings.prm(),
                      observer=observer))
 
 
@@ -188,13 +197,15 @@ def embedded_server_specs(settings: Settings) -> tuple[ServerSpec, ServerSpec]:
 @contextlib.asynccontextmanager
 async def backend_pairs(settings: Settings, generator_urls: Sequence[str] = (),
                         prm_urls: Sequence[str] = ()) -> AsyncIterator[list[BackendPair]]:
-    """One client pair per URL pair: the ones given, else the settings' URLs, else the embedded
-    models on vLLM CPU servers started for the purpose (and stopped on exit)."""
+    """One client pair per URL pair given (each a comma-separated list of one role's replicas), else
+    one over the settings' replicas, else the embedded models on vLLM CPU servers started for the
+    purpose (and stopped on exit)."""
     if len(generator_urls) != len(prm_urls):
         raise ValueError("give as many --generator-url as --prm-url (one PRM per generator)")
-    urls = list(zip(generator_urls, prm_urls, strict=True))
-    if not urls and settings.generator_url and settings.prm_url:
-        urls = [(settings.generator_url, settings.prm_url)]
+    urls = [(_split(g), _split(p)) for g, p in zip(generator_urls, prm_urls, strict=True)]
+    configured = settings.backend_urls()
+    if not urls and all(configured):
+        urls = [configured]
     servers: list[VllmServer] = []
     pairs: list[BackendPair] = []
     try:
@@ -204,7 +215,7 @@ async def backend_pairs(settings: Settings, generator_urls: Sequence[str] = (),
                 await start_all(servers, settings.backend_start_timeout_s)
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
-            urls = [(servers[0].base_url, servers[1].base_url)]
+            urls = [([servers[0].base_url], [servers[1].base_url])]
         pairs = [backend_pair(settings, g, p) for g, p in urls]
         for pair in pairs:
             await fit_to_servers(settings, pair)
@@ -216,6 +227,10 @@ async def backend_pairs(settings: Settings, generator_urls: Sequence[str] = (),
             await asyncio.to_thread(server.stop)
 
 
+def _split(urls: str) -> list[str]:
+    return [url.strip() for url in urls.split(",") if url.strip()]
+
+
 @contextlib.asynccontextmanager
 async def checkpoint_generator(settings: Settings, model_dir: Path, served_name: str,
                                max_model_len: int) -> AsyncIterator[VllmGenerator]:
@@ -224,7 +239,7 @@ async def checkpoint_generator(settings: Settings, model_dir: Path, served_name:
     server = VllmServer(ServerSpec(model_dir, served_name, max_model_len=max_model_len, cpu_bind="0-1"))
     try:
         await start_all([server], settings.backend_start_timeout_s)
-        generator = VllmGenerator(_config(settings, server.base_url, served_name, max_model_len))
+        generator = VllmGenerator(_config(settings, [server.base_url], served_name, max_model_len))
         try:
             yield generator
         finally:

@@ -57,7 +57,7 @@ async def measure(n: int, repeats: int) -> dict[str, Any]:
     t_service: list[float] = []
     settings = wiring.offline(Settings(generator_url=None, prm_url=None))
     async with wiring.backend_pairs(settings) as (pair,):
-        gen, prm = pair.generator.config.base_url, pair.verifier.config.base_url
+        gen, prm = pair.generator.config.urls[0], pair.verifier.config.urls[0]
         env = dict(os.environ, TTC_GENERATOR_URL=gen, TTC_PRM_URL=prm, TTC_PORT=str(port))
         service = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "ttc-serve"), "serve", env=env,

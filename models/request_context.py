@@ -5,8 +5,11 @@ the backend clients need no extra argument to tag their calls."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -23,6 +26,22 @@ class RequestTag:
 
 
 CURRENT: ContextVar[RequestTag | None] = ContextVar("ttc_request", default=None)
+
+
+@contextlib.contextmanager
+def tagged() -> Iterator[RequestTag]:
+    """The current request's tag, or a fresh one for work that no HTTP request started (calibrate,
+    bench): its backend calls then still share one id, and so one replica (``models/replicas.py``)."""
+    tag = CURRENT.get()
+    if tag is not None:
+        yield tag
+        return
+    tag = RequestTag(f"offline-{uuid.uuid4().hex[:16]}")
+    token = CURRENT.set(tag)
+    try:
+        yield tag
+    finally:
+        CURRENT.reset(token)
 
 
 def current_request_id() -> str | None:

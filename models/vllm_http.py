@@ -1,6 +1,8 @@
 """Generator and Verifier over vLLM's OpenAI-compatible HTTP servers (GPU in production, CPU embedded).
 
-One ``httpx.AsyncClient`` per backend, explicit timeouts and connection limits. A batched generate
+A backend is a role (generator or PRM) served by one or more vLLM replicas, each with its own
+``httpx.AsyncClient``, explicit timeouts and connection limits (``models/replicas.py``: which replica a
+call goes to). A batched generate
 sends one request per prompt, all at once: vLLM batches them in its scheduler, and each response
 then reports its own prefix-cache hits (a multi-prompt request reports only the last prompt's).
 """
@@ -25,6 +27,7 @@ from ttc_serve.models.protocols import (
     Usage,
     VerifierResult,
 )
+from ttc_serve.models.replicas import Replica, ReplicaLost, ReplicaSet, Routing
 
 
 class BackendError(RuntimeError):
@@ -38,24 +41,23 @@ class BackendError(RuntimeError):
         self.status = status
 
 
-PROBE_CONNECTIONS = 4  # of a backend's connections, kept from the calls for /health and /v1/models
-
-# Called after every backend HTTP call: (backend, endpoint, seconds, error or None).
-CallObserver = Callable[[str, str, float, str | None], None]
+# Called after every backend HTTP call: (backend, replica, endpoint, seconds, error or None).
+CallObserver = Callable[[str, str, str, float, str | None], None]
 
 
 @dataclass(frozen=True)
 class HttpBackendConfig:
-    base_url: str
+    urls: tuple[str, ...]  # the role's replicas (one vLLM server each)
     model: str  # the served model name
     max_model_len: int
     api_key: str | None = None
     timeout_s: float = 120.0
     connect_timeout_s: float = 5.0
-    max_connections: int = 256
+    max_connections: int = 256  # per replica
     # Idle pooled connections are dropped well before the server's keep-alive timeout (uvicorn and
     # vLLM default to 5 s): reusing one the server is closing at that moment fails with ReadError.
     keepalive_expiry_s: float = 2.0
+    routing: Routing = "affinity"
 
 
 class _VllmHttpBackend:
@@ -67,91 +69,71 @@ class _VllmHttpBackend:
         self.max_model_len = config.max_model_len
         self._observer = observer
         self._adds_bos: bool | None = None
-        # Calls wait here, not in httpcore's pool: its queue rescans every connection for every
-        # waiting request, and a few thousand waiting calls (a wide search, many requests) kept the
-        # event loop busy for minutes. A few connections stay free for the readiness probe.
-        self._slots = asyncio.Semaphore(max(1, config.max_connections - PROBE_CONNECTIONS))
-        self._lost = asyncio.Event()  # set while the health monitor finds the backend down
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url, headers=headers,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=config.max_connections,
-                                max_keepalive_connections=min(64, config.max_connections),
-                                keepalive_expiry=config.keepalive_expiry_s))
+        timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        self.replicas = ReplicaSet(
+            [Replica(url, headers=headers, timeout=timeout, max_connections=config.max_connections,
+                     keepalive_expiry_s=config.keepalive_expiry_s) for url in config.urls],
+            config.routing)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.replicas.aclose()
 
     @property
     def available(self) -> bool:
-        return not self._lost.is_set()
-
-    def set_available(self, available: bool) -> None:
-        """The health monitor's verdict (``app/health.py``). While a backend is down its calls fail
-        at once, those already waiting on it included, instead of each waiting out the timeout."""
-        if available:
-            self._lost.clear()
-        else:
-            self._lost.set()
-
-    async def _unless_lost(self, call: Awaitable[httpx.Response]) -> httpx.Response:
-        task = asyncio.ensure_future(call)
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if task.cancelled():
-            raise BackendError(self.kind, "went down during the call", unavailable=True)
-        return task.result()
+        """Whether any replica is up (the health monitor's verdict, ``app/health.py``)."""
+        return self.replicas.available
 
     async def _post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-        started = time.perf_counter()
-        error: str | None = None
-        if not self.available:
-            self._observe(endpoint, started, "down")
+        tag = request_context.CURRENT.get()
+        headers = {"X-Request-Id": tag.backend_call_id()} if tag is not None else None
+        order = self.replicas.order(None if tag is None else tag.request_id)
+        if not order:
+            self._observe(self.replicas.replicas[0], endpoint, time.perf_counter(), "down")
             raise BackendError(self.kind, "down (health checks failing)", unavailable=True)
-        try:
-            tag = request_context.CURRENT.get()
-            headers = {"X-Request-Id": tag.backend_call_id()} if tag is not None else None
-            async with self._slots:
-                response = await self._unless_lost(
-                    self._client.post(endpoint, json=payload, headers=headers))
-        except BackendError:
-            error = "down"
-            raise
-        except httpx.TimeoutException as exc:
-            error = "timeout"
-            raise BackendError(self.kind, f"timed out calling {endpoint}", unavailable=True) from exc
-        except httpx.TransportError as exc:
-            error = "unreachable"
-            raise BackendError(self.kind, f"cannot reach {self.config.base_url}: {exc!r}",
-                               unavailable=True) from exc
-        finally:
-            if error is not None:
-                self._observe(endpoint, started, error)
+        for attempt, replica in enumerate(order, start=1):
+            started = time.perf_counter()
+            try:
+                response = await replica.post(endpoint, payload, headers)
+            except ReplicaLost:
+                # marked down by the health monitor while this call waited on it
+                self._observe(replica, endpoint, started, "down")
+                if attempt == len(order):
+                    raise BackendError(self.kind, "went down during the call", unavailable=True) from None
+                continue
+            except httpx.TimeoutException as exc:
+                if not isinstance(exc, httpx.ConnectTimeout):  # a slow replica is not a gone one
+                    self._observe(replica, endpoint, started, "timeout")
+                    raise BackendError(self.kind, f"timed out calling {endpoint} on {replica.url}",
+                                       unavailable=True) from exc
+                failure: httpx.TransportError = exc
+            except httpx.TransportError as exc:
+                failure = exc
+            else:
+                break
+            # The connection failed or dropped without an answer: the replica is gone or going,
+            # and whatever it did for this call is lost with it (never charged: only answered
+            # calls are). The call goes to the next replica, if there is one.
+            self._observe(replica, endpoint, started, "unreachable")
+            if attempt == len(order):
+                raise BackendError(self.kind, f"lost {replica.url}: {failure!r}",
+                                   unavailable=True) from failure
         if response.status_code >= 400:
-            self._observe(endpoint, started, str(response.status_code))
-            message = _error_message(response)
-            raise BackendError(self.kind, message, unavailable=response.status_code >= 500,
-                               status=response.status_code)
-        self._observe(endpoint, started, None)
+            self._observe(replica, endpoint, started, str(response.status_code))
+            raise BackendError(self.kind, _error_message(response),
+                               unavailable=response.status_code >= 500, status=response.status_code)
+        self._observe(replica, endpoint, started, None)
         body: dict[str, Any] = response.json()
         return body
 
-    def _observe(self, endpoint: str, started: float, error: str | None) -> None:
+    def _observe(self, replica: Replica, endpoint: str, started: float, error: str | None) -> None:
         if self._observer is not None:
-            self._observer(self.kind, endpoint, time.perf_counter() - started, error)
+            self._observer(self.kind, replica.label, endpoint, time.perf_counter() - started, error)
 
     async def ready(self) -> bool:
-        try:
-            return (await self._client.get("/health", timeout=2.0)).status_code == 200
-        except httpx.HTTPError:
-            return False
+        """Whether any replica answers its health check now."""
+        answers = await asyncio.gather(*(r.ready() for r in self.replicas.replicas))
+        return any(answers)
 
     async def count_tokens(self, prompt: str) -> int:
         body = await self._post("/tokenize", {"model": self.name, "prompt": prompt})
@@ -290,14 +272,22 @@ async def same_tokenizer(generator: VllmGenerator, verifier: VllmVerifier) -> bo
 
 
 async def served_max_model_len(backend: VllmGenerator | VllmVerifier) -> int | None:
-    """The context length the server was started with (``/v1/models``), None if it cannot say."""
+    """The context length the servers were started with (``/v1/models``): the least of the
+    replicas that say, None if none can."""
+    lengths = await asyncio.gather(*(_served_max_model_len(r, backend.name)
+                                     for r in backend.replicas.replicas))
+    known = [n for n in lengths if n is not None]
+    return min(known) if known else None
+
+
+async def _served_max_model_len(replica: Replica, name: str) -> int | None:
     try:
-        response = await backend._client.get("/v1/models", timeout=5.0)
+        response = await replica.client.get("/v1/models", timeout=5.0)
         models = response.json().get("data", []) if response.status_code == 200 else []
     except (httpx.HTTPError, ValueError):
         return None
     for model in models:
-        if model.get("id") == backend.name and model.get("max_model_len"):
+        if model.get("id") == name and model.get("max_model_len"):
             return int(model["max_model_len"])
     return None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ttc_serve.models import request_context
 from ttc_serve.models.check_format import CheckFormat
 from ttc_serve.models.protocols import Generator, Verifier
 from ttc_serve.models.revision_format import RevisionFormat
@@ -88,12 +89,13 @@ class Engine:
     async def complete(self, request: EngineRequest) -> EngineResult:
         if request.strategy != AUTO and request.strategy not in STRATEGIES:
             raise UnknownStrategy(request.strategy, list(STRATEGY_NAMES))
-        ctx = await self.context(request)
-        try:
-            async with asyncio.timeout(request.deadline_s):
-                return await self._run(request, ctx, ctx.prompt_tokens)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(request.deadline_s or 0.0) from exc
+        with request_context.tagged():
+            ctx = await self.context(request)
+            try:
+                async with asyncio.timeout(request.deadline_s):
+                    return await self._run(request, ctx, ctx.prompt_tokens)
+            except TimeoutError as exc:
+                raise DeadlineExceeded(request.deadline_s or 0.0) from exc
 
     async def context(self, request: EngineRequest) -> StrategyContext:
         """A fresh ledger and metered model access for one request (its prompt counted, max_tokens

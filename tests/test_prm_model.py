@@ -118,7 +118,7 @@ def test_vllm_serves_the_shipped_prm_as_built(backends: Backends, steps: list[st
     settings = Settings()
 
     async def served() -> list[float]:
-        pair = wiring.backend_pair(settings, backends.generator.base_url, backends.prm.base_url)
+        pair = wiring.backend_pair(settings, [backends.generator.base_url], [backends.prm.base_url])
         try:
             return (await pair.verifier.score([QUESTION], [steps])).step_scores[0]
         finally:

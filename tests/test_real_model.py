@@ -82,8 +82,8 @@ def test_it_starts_with_what_a_user_has_and_reads_the_rest_from_the_servers(
         real: LiveService, user_settings: Settings) -> None:
     assert httpx.get(f"{real.url}/readyz").status_code == 200
     async def probe() -> tuple[int, int, bool]:
-        pair = wiring.backend_pair(user_settings, str(user_settings.generator_url),
-                                   str(user_settings.prm_url))
+        pair = wiring.backend_pair(user_settings, [str(user_settings.generator_url)],
+                                   [str(user_settings.prm_url)])
         try:
             await wiring.fit_to_servers(user_settings, pair)
             return (pair.generator.max_model_len, pair.verifier.max_model_len,

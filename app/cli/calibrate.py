@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,10 @@ from ttc_serve.router.calibrate.records import RecordStore
 CALIBRATION_DIR = Path("bench/results/calibration")
 BEST_OF_N_CURVE = "1e9,2e9,4e9,8e9,1.6e10,3.2e10"
 GeneratorUrls = Annotated[list[str] | None, typer.Option(
-    help="vLLM generator; repeat for more (default: TTC_GENERATOR_URL, else the embedded servers)")]
-PrmUrls = Annotated[list[str] | None, typer.Option(help="vLLM PRM, one per --generator-url")]
+    help="vLLM generator (comma-separated: its replicas); repeat for more server pairs (default: "
+         "TTC_GENERATOR_URL(S), else the embedded servers)")]
+PrmUrls = Annotated[list[str] | None, typer.Option(
+    help="vLLM PRM (comma-separated: its replicas), one per --generator-url")]
 RawPrompts = Annotated[bool, typer.Option(
     help="send a JSONL's prompts as they are (as /v1/completions would), not as a chat user message "
          "through the generator's chat template")]
@@ -32,7 +35,8 @@ def calibrate(
         "1e9,1.5e9,2e9,4e9,8e9,1.6e10,3.2e10",
     difficulty_samples: Annotated[int, typer.Option(min=1, max=64)] = 4,
     oracle_samples: Annotated[int, typer.Option(min=1, max=256)] = 16,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="requests per server pair")] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help=(
+        "requests at a time per server pair (per replica where a role has several)"))] = 16,
     generator_url: GeneratorUrls = None,
     prm_url: PrmUrls = None,
     out_dir: Annotated[Path, typer.Option(help="records, summary, plots")] = CALIBRATION_DIR,
@@ -57,7 +61,8 @@ def calibrate(
             items = await prompts_as_served(settings, pairs[0], load_questions(questions, per_level),
                                             raw_prompts or questions.startswith("embedded:"))
             store = bound_store(out_dir, models.model_dump(), items)
-            await cal.collect(wiring.engines(settings, pairs), items, store, plan)
+            await cal.collect(wiring.engines(settings, pairs), items, store,
+                              replace(plan, concurrency=concurrency * pairs[0].width))
             return items, store
 
     items, store = asyncio.run(run())
@@ -112,7 +117,8 @@ def bench(
             auto_store = bound_store(out_dir, models, items, policy.model_dump_json(), "auto.jsonl")
             await bench_module.collect(wiring.engines(settings, pairs),
                                        wiring.engines(settings, pairs, policy, difficulty),
-                                       items, store, auto_store, plan)
+                                       items, store, auto_store,
+                                       replace(plan, concurrency=concurrency * pairs[0].width))
             return items, store, auto_store
 
     items, store, auto_store = asyncio.run(run())

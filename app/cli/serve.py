@@ -29,10 +29,10 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
         typer.echo(f"ttc-serve: invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
     logging.config.dictConfig(logging_config())
-    urls = {"generator_url": settings.generator_url, "prm_url": settings.prm_url}
+    given = dict(zip(("generator_url", "prm_url"), settings.backend_urls(), strict=True))
     # Nothing embedded is checked or started for a backend whose URL is given.
-    wanted = [] if None not in urls.values() else [
-        spec for spec, url in zip(embedded_server_specs(settings), urls.values(), strict=True) if url is None]
+    wanted = [] if all(given.values()) else [
+        spec for spec, urls in zip(embedded_server_specs(settings), given.values(), strict=True) if not urls]
     # The embedded servers start here, before uvicorn, rather than in the app's lifespan: uvicorn
     # acts on Ctrl-C only once its start-up has finished, which took minutes on a busy machine.
     # Here Ctrl-C stops the start at once, and ``running`` stops whatever had started.
@@ -40,7 +40,7 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
         with contextlib.suppress(KeyboardInterrupt), \
                 running(*wanted, timeout_s=settings.backend_start_timeout_s, supervise=True) as servers:
             started = iter(server.base_url for server in servers)
-            settings = settings.model_copy(update={k: v or next(started) for k, v in urls.items()})
+            settings = settings.model_copy(update={k: next(started) for k, urls in given.items() if not urls})
             # uvicorn re-raises Ctrl-C after its graceful shutdown; ``running`` then stops the servers.
             uvicorn.run(create_app(settings, servers), host=settings.host, port=settings.port,
                         log_config=logging_config(), **server_options(settings))
