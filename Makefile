@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load faults clean
+.PHONY: install tools serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load faults clean
 
 install: $(VENV)/.installed
 
@@ -22,8 +22,17 @@ $(VENV)/.installed: pyproject.toml
 serve: install
 	$(VENV)/bin/ttc-serve serve
 
-test: install
+test: install tools
 	$(PY) -m pytest -q tests
+
+# Debian's Prometheus (prometheus + promtool) for the monitoring tests (tests/test_observability.py):
+# installed where apt can (as root), else those tests skip and say so.
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >/dev/null; }; }; } || \
+	  echo "make tools: Prometheus not installed (needs apt as root): the monitoring tests will skip"
 
 lint: install
 	$(VENV)/bin/ruff check app router models training tests bench

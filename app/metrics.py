@@ -36,6 +36,9 @@ class Metrics:
         self.samples = Histogram("ttc_samples_per_request", "Samples drawn per request",
                                  ["strategy"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
                                  registry=r)
+        self.finished = Counter("ttc_compute_finish", "Answered requests by compute.finish_reason "
+                                "(answered, no_answer, budget_exhausted)", ["finish_reason"],
+                                registry=r)
         self.generated_tokens = Counter("ttc_generated_tokens", "Tokens generated", registry=r)
         self.scored_tokens = Counter("ttc_prm_scored_tokens", "Tokens scored by the PRM", registry=r)
         self.backend_calls = Counter("ttc_backend_calls", "Backend HTTP calls",
@@ -76,6 +79,7 @@ class Metrics:
             self.flops_total.labels(account).inc(flops)
         self.utilisation.labels(strategy).observe(ledger.used / ledger.budget)
         self.samples.labels(strategy).observe(outcome.result.samples)
+        self.finished.labels(outcome.result.compute_finish_reason).inc()
         self.generated_tokens.inc(ledger.generated_tokens)
         self.scored_tokens.inc(ledger.scored_tokens)
         if outcome.difficulty is not None:

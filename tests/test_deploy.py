@@ -1,5 +1,7 @@
 """The deployment files, checked by the tools operators would run: hadolint on the Dockerfile,
-kubernetes-validate (strict, against the newest Kubernetes it knows) on every manifest."""
+kubernetes-validate (strict, against the newest Kubernetes it knows) on every manifest, the Compose
+specification's own parser (compose-spec) on compose.yaml. Prometheus and Grafana are checked live in
+tests/test_observability.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import compose_spec
 import kubernetes_validate
 import pytest
 import yaml
@@ -46,3 +49,25 @@ def test_the_router_drains_before_it_is_killed() -> None:
     probes = spec["containers"][0]
     assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_compose_is_valid_and_wires_the_stack() -> None:
+    text = (ROOT / "deploy" / "compose.yaml").read_text()
+    compose_spec.PyCompose.from_yaml(text)  # strict: unknown keys and bad values raise
+    services = yaml.safe_load(text)["services"]
+    assert set(services) == {"router", "generator", "prm", "prometheus", "grafana"}
+    router = services["router"]
+    assert set(router["depends_on"]) == {"generator", "prm"}
+    assert router["environment"]["TTC_GENERATOR_URL"] == "http://generator:8000"
+    assert (ROOT / "deploy" / router["build"]["context"] / router["build"]["dockerfile"]).exists()
+    for service in services.values():  # every file it mounts is shipped (./models is the user's)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and source != "./models":
+                assert (ROOT / "deploy" / source).is_file(), source
+    scraped = {target.split(":")[0] for job in yaml.safe_load(
+        (ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+        for static in job["static_configs"] for target in static["targets"]}
+    assert scraped == {"router", "generator", "prm"}
+    datasource = yaml.safe_load((ROOT / "deploy" / "grafana" / "datasources.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
