@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lives here on the project's machines; pip finds it before PyPI's CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install tools serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load faults clean
+.PHONY: install tools serve test lint bench bench-overhead bench-exchange calibrate bench-strategies train reproduce eval-models figures smollm2 real-model-matrix load faults replicas image clean
 
 install: $(VENV)/.installed
 
@@ -75,6 +75,16 @@ real-model-matrix: smollm2
 # locust at 1x and 4x the admission limit against the real service (bench/results/load.json).
 load: install
 	$(PY) -m bench.load
+
+# Two generator replicas: prefix-cache hit rate with affinity vs round-robin, and one replica killed
+# under load (bench/results/replicas.json).
+replicas: install
+	$(PY) -m bench.replicas
+
+# The router image built with podman (a local Debian base where no registry is reachable) and run
+# in front of the embedded servers, answering the README request (bench/results/image.json).
+image: install
+	$(PY) -m bench.image
 
 # SIGSTOP/SIGKILL of each embedded vLLM server under load, TTC_FAULT_RUNS times each (bench/results/faults.json).
 faults: install

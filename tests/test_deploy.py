@@ -36,8 +36,21 @@ def test_the_kustomization_installs_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(p.name for p in MANIFESTS)
     kinds = {r["kind"] for p in MANIFESTS for r in yaml.safe_load_all(p.read_text())}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+    assert {"Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
             "PersistentVolumeClaim"} <= kinds
+
+
+def test_the_router_lists_every_vllm_replica() -> None:
+    """Each StatefulSet replica's own address is in the router's URL list for its role."""
+    router = next(r for r in yaml.safe_load_all((K8S / "router.yaml").read_text())
+                  if r["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+    sets = {r["metadata"]["name"]: r for r in yaml.safe_load_all((K8S / "vllm.yaml").read_text())
+            if r["kind"] == "StatefulSet"}
+    for variable, name in (("TTC_GENERATOR_URLS", "vllm-generator"), ("TTC_PRM_URLS", "vllm-prm")):
+        replicas = sets[name]["spec"]["replicas"]
+        assert replicas >= 2
+        assert env[variable].split(",") == [f"http://{name}-{i}.{name}:8000" for i in range(replicas)]
 
 
 def test_the_router_drains_before_it_is_killed() -> None:
