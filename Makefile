@@ -86,9 +86,11 @@ replicas: install
 image: install
 	$(PY) -m bench.image
 
-# SIGSTOP/SIGKILL of each embedded vLLM server under load, TTC_FAULT_RUNS times each (bench/results/faults.json).
+# SIGSTOP/SIGKILL of each embedded vLLM server under load, then a slow / 500-answering / connection-
+# closing backend injected by a proxy, TTC_FAULT_RUNS times each (bench/results/{,injected_}faults.json).
 faults: install
 	$(PY) -m bench.faults
+	$(PY) -m bench.injected_faults
 
 # The README's figures and the model cards, regenerated from the committed results (a test checks them).
 figures: install

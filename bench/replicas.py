@@ -39,7 +39,7 @@ CONCURRENCY = 4
 REQUESTS = int(os.environ.get("TTC_REPLICA_REQUESTS", "24"))
 BUDGET = 6.4e10  # several beam-search rounds on the embedded models
 BLOCK_SIZE = 32
-KILL_AFTER_S, RESTART_AFTER_S, LOAD_S = 20.0, 10.0, 120.0
+KILL_AFTER_S, RESTART_AFTER_S, LOAD_S = 20.0, 10.0, 240.0
 QUESTIONS = [f"question: {a}+{b}-{c}\n" for a, b, c in
              [(37, 5, 12), (18, 9, 4), (64, 21, 7), (45, 13, 30), (29, 8, 16), (52, 7, 19)]]
 

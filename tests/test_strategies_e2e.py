@@ -91,6 +91,9 @@ def test_flops_never_exceed_the_budget(client: httpx.Client, strategy: str, para
     assert response.status_code == 200, response.text
     compute = response.json()["compute"]
     assert compute["flops_used"] <= budget
+    for choice in response.json()["choices"]:  # a text cut short is never passed off as finished
+        if extract_answer(choice["text"]) is None:
+            assert choice["finish_reason"] == "length", (strategy, budget, choice, compute)
 
 
 def test_revisions_split_the_budget_by_ratio(client: httpx.Client) -> None:

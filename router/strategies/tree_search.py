@@ -56,7 +56,9 @@ class Node:
                     parent_id=self.node_id, logprobs=logprobs)
 
     def choice(self) -> Choice:
-        return Choice(self.text, self.finish_reason, extract_answer(self.text), self.tokens, self.logprobs)
+        # a beam the search left unfinished was cut short, whatever its last step's sample said
+        reason = self.finish_reason if self.finished else "length"
+        return Choice(self.text, reason, extract_answer(self.text), self.tokens, self.logprobs)
 
 
 # Which children survive a round: (children grouped by parent, number to keep) -> survivors
