@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ttc_serve.app.errors import install_error_handlers
+from ttc_serve.app.http_protocol import with_header_timeout
 from ttc_serve.app.limits import BodyLimit
 from ttc_serve.app.metrics import Metrics
 from ttc_serve.app.request_id import RequestIdMiddleware
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None, embedded: Sequence[VllmServer] 
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options that are limits of the service: h11, whose header limit httptools lacks
-    (an 8 MiB header was accepted), and a drain deadline after which SIGTERM cancels what is left."""
-    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes,
+    (an 8 MiB header was accepted), with a deadline on each request's head (``app/http_protocol.py``),
+    and a drain deadline after which SIGTERM cancels what is left."""
+    return {"http": with_header_timeout(settings.header_timeout_s),
+            "h11_max_incomplete_event_size": settings.max_header_bytes,
             "timeout_graceful_shutdown": settings.drain_timeout_s}

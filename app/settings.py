@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(4 * 2**20, ge=1024, description="request bodies over this are a 413")
     max_header_bytes: int = Field(64 * 2**10, ge=4096, description="a request's headers over this are "
                                   "refused before the app sees them (431/400 from the HTTP server)")
+    header_timeout_s: float = Field(10.0, gt=0, le=600, description=(
+        "the longest a connection may take to send a request's line and headers before it is closed"))
     body_timeout_s: float = Field(30.0, gt=0, le=600, description=(
         "the longest wait for the next part of a request body before a 408"))
     drain_timeout_s: float = Field(30.0, gt=0, le=3600, description=(

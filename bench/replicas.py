@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -40,8 +41,11 @@ REQUESTS = int(os.environ.get("TTC_REPLICA_REQUESTS", "24"))
 BUDGET = 6.4e10  # several beam-search rounds on the embedded models
 BLOCK_SIZE = 32
 KILL_AFTER_S, RESTART_AFTER_S, LOAD_S = 20.0, 10.0, 240.0
-QUESTIONS = [f"question: {a}+{b}-{c}\n" for a, b, c in
-             [(37, 5, 12), (18, 9, 4), (64, 21, 7), (45, 13, 30), (29, 8, 16), (52, 7, 19)]]
+# Distinct questions, so that a request finds in the cache only what its own earlier rounds left
+# there: the same question asked twice shares its steps across requests on whichever replica.
+_RNG = random.Random(7)
+QUESTIONS = [f"question: {_RNG.randint(10, 99)}+{_RNG.randint(10, 99)}-{_RNG.randint(1, 9)}"
+             f"+{_RNG.randint(10, 99)}-{_RNG.randint(1, 9)}\n" for _ in range(1000)]
 
 
 def prefix_cache(servers: list[VllmServer]) -> tuple[float, float]:
@@ -92,12 +96,14 @@ def ask(url: str, i: int) -> dict[str, Any]:
 
 def affinity_against_round_robin(generators: list[VllmServer], prm: VllmServer) -> dict[str, Any]:
     out = {}
-    for routing in ("affinity", "round_robin"):
+    for offset, routing in enumerate(("affinity", "round_robin")):
         with service(generators, prm, routing) as url:
             before = prefix_cache(generators)
             started = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
-                answers = list(pool.map(lambda i: ask(url, i), range(REQUESTS)))
+                # questions neither run has asked (the other run's would be in the caches)
+                first = offset * REQUESTS
+                answers = list(pool.map(lambda i: ask(url, i), range(first, first + REQUESTS)))
             seconds = time.monotonic() - started
             after = prefix_cache(generators)
         queries, hits = after[0] - before[0], after[1] - before[1]
@@ -115,7 +121,7 @@ def killed_under_load(generators: list[VllmServer], prm: VllmServer) -> dict[str
     events: dict[str, float] = {}
     with service(generators, prm, "affinity") as url:
         stop_at = time.monotonic() + LOAD_S
-        counter = iter(range(10**6))
+        counter = iter(range(2 * REQUESTS, 10**6))
         lock = threading.Lock()
 
         def client() -> None:

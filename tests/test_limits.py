@@ -122,7 +122,7 @@ def test_oversized_headers_are_cut(service: LiveService) -> None:
 
 @pytest.fixture(scope="module")
 def strict(backends: Backends) -> Iterator[LiveService]:
-    with LiveService(service_settings(backends, body_timeout_s=1.0)) as live:
+    with LiveService(service_settings(backends, body_timeout_s=1.0, header_timeout_s=1.0)) as live:
         yield live
 
 
@@ -135,3 +135,18 @@ def test_a_stalled_body_is_cut(strict: LiveService) -> None:
         reply = sock.recv(65536).decode(errors="replace")
     assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 5, reply[:200]
     assert httpx.get(f"{strict.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Ty"])
+def test_a_stalled_request_head_is_cut(strict: LiveService, sent: bytes) -> None:
+    """Nothing, or half a head and then nothing: the connection is closed at the head deadline."""
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(sent)
+        assert sock.recv(65536) == b""  # closed by the server
+        assert time.monotonic() - started < 4
+    # a request sent in time, and a second one on the same connection, are served as usual
+    with httpx.Client(base_url=strict.url) as client:
+        assert client.get("/healthz").status_code == 200
+        time.sleep(0.5)
+        assert client.get("/v1/models").status_code == 200

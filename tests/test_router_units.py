@@ -114,3 +114,13 @@ def test_survivor_rules() -> None:
     assert child.finished and child.parent_id == 3 and child.steps == ["a", "answer: 4"]
     open_child = Node().child(Completion("12+3=15\n", "stop", 8), "\n")
     assert not open_child.finished
+
+
+def test_a_beam_the_search_left_unfinished_is_cut_not_stopped() -> None:
+    from ttc_serve.models.protocols import Completion
+    from ttc_serve.router.strategies.tree_search import Node
+
+    step = Node().child(Completion(text="34+1=35\n", finish_reason="stop", tokens=6), "\n")
+    assert not step.finished and step.choice().finish_reason == "length"
+    done = step.child(Completion(text="answer: 35\n", finish_reason="stop", tokens=4), "\n")
+    assert done.finished and done.choice().finish_reason == "stop" and done.choice().answer == "35"

@@ -24,6 +24,7 @@ chroot "$ROOTFS" /opt/python/bin/pip install -q --upgrade pip
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
 tar -C "$ROOTFS" -c . | podman import \
   --change 'ENV PATH=/opt/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+  --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+  --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
   --change 'CMD ["python3"]' - "$TAG"
 echo "$TAG"
