@@ -17,5 +17,6 @@ USER 10001
 ENV TTC_HOST=0.0.0.0 TTC_PORT=8000 \
     TTC_GENERATOR_DIR=/models/generator TTC_PRM_DIR=/models/prm
 EXPOSE 8000
-HEALTHCHECK CMD ["python", "-c", "import httpx; httpx.get('http://127.0.0.1:8000/healthz').raise_for_status()"]
+# on whatever port TTC_PORT sets (podman: build with --format docker, as OCI images carry no healthcheck)
+HEALTHCHECK --interval=10s --timeout=6s CMD ["ttc-serve", "healthcheck"]
 CMD ["ttc-serve", "serve"]

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from ttc_serve.models.launcher import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
+# What no error body may show a client: addresses, paths, exception classes, a backend's own words
+# (tests/test_error_bodies.py scans the hostile corpus with it; the fault benches every error body).
+INTERNALS = re.compile(r"https?://|127\.0\.0\.1|/tmp/|/work/|site-packages|\.py\b|Traceback|Error\(|"
+                       r"Exception|httpx|httpcore|vllm|prompt_embeds|VLLM_|pydantic\.", re.IGNORECASE)
 RUNS = int(os.environ.get("TTC_FAULT_RUNS", "20"))
 DEADLINE_S = 30.0
 FROZEN_S = 5.0
@@ -61,10 +66,12 @@ def ask(url: str, i: int) -> dict[str, Any]:
             "model": "ttc-arith", "prompt": f"question: {37 + i}+5-12\n", "flops_budget": 2e11,
             "strategy": "best_of_n"})
         status, retry_after = response.status_code, response.headers.get("retry-after")
+        leaks = status != 200 and INTERNALS.search(response.text) is not None
     except httpx.HTTPError as exc:
-        status, retry_after = 0, None
+        status, retry_after, leaks = 0, None, False
         print("lost:", exc, file=sys.stderr)
-    return {"status": status, "seconds": round(time.monotonic() - started, 2), "retry_after": retry_after}
+    return {"status": status, "seconds": round(time.monotonic() - started, 2), "retry_after": retry_after,
+            "body_shows_internals": leaks}
 
 
 def one_run(url: str, service: psutil.Process, fault: str) -> dict[str, Any]:
@@ -118,6 +125,7 @@ def main() -> None:
         "answers": len(answers), "by_status": dict(Counter(str(a["status"]) for a in answers)),
         "hung_or_lost": sum(1 for a in answers if a["status"] == 0 or a["seconds"] > DEADLINE_S + 5),
         "503_without_retry_after": sum(1 for a in answers if a["status"] == 503 and not a["retry_after"]),
+        "error_bodies_showing_internals": sum(1 for a in answers if a["body_shows_internals"]),
         "in_flight_not_zero_after": sum(1 for r in runs if r["in_flight_after"] != 0),
         "not_serving_after": sum(1 for r in runs if r["request_after"] != 200),
         "serving_again_after_s": {f: max(r["serving_again_after_s"] for r in runs if r["fault"] == f)

@@ -45,7 +45,9 @@ def ensure_base() -> float:
 
 def build() -> float:
     started = time.monotonic()
-    result = subprocess.run([*PODMAN, "build", "--network", "host", "--build-arg", f"BASE={BASE}",
+    # docker format: the OCI format has no HEALTHCHECK and podman would drop it
+    result = subprocess.run([*PODMAN, "build", "--format", "docker", "--network", "host",
+                             "--build-arg", f"BASE={BASE}",
                              "-t", IMAGE, str(ROOT)], env=ENV, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit("podman build failed")

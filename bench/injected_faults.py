@@ -86,6 +86,7 @@ def main() -> None:
         "hung_or_lost": sum(1 for a in answers + fresh if a["status"] == 0 or a["seconds"] > DEADLINE_S + 5),
         "5xx_without_retry_after": sum(1 for a in answers + fresh
                                        if a["status"] in (503, 504) and not a["retry_after"]),
+        "error_bodies_showing_internals": sum(1 for a in answers + fresh if a["body_shows_internals"]),
         "while_down_by_status": dict(Counter(str(a["status"]) for a in fresh)),
         "while_down_max_s": max(a["seconds"] for a in fresh),
         "seen_after_s_max": max(r["seen_after_s"] for r in runs),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import openai
@@ -263,3 +267,11 @@ def test_a_burst_of_seeded_requests_does_not_kill_the_engine(backends: Backends)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         assert set(pool.map(burst, range(16))) == {200}
     assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_the_healthcheck_command_reports_the_service(service: LiveService) -> None:
+    """``ttc-serve healthcheck`` (the image's HEALTHCHECK) on the port TTC_PORT names."""
+    command = [str(Path(sys.executable).parent / "ttc-serve"), "healthcheck", "--timeout-s", "5"]
+    for port, code in ((service.port, 0), (free_port(), 1)):
+        env = dict(os.environ, TTC_PORT=str(port))
+        assert subprocess.run(command, env=env, capture_output=True).returncode == code, port

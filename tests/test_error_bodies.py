@@ -4,20 +4,18 @@ address, a file path, an exception's class or a backend's own words (those stay 
 from __future__ import annotations
 
 import random
-import re
 import string
 from typing import Any
 
 import httpx
 
+from bench.faults import INTERNALS
 from tests.conftest import Backends, LiveService, service_settings
 from ttc_serve.app.protocol import CompletionRequest
 from ttc_serve.app.settings import Settings
 from ttc_serve.models.launcher import free_port
 
 MODEL = Settings().model_name
-INTERNALS = re.compile(r"https?://|127\.0\.0\.1|/tmp/|/work/|site-packages|\.py\b|Traceback|Error\(|"
-                       r"Exception|httpx|httpcore|vllm|prompt_embeds|VLLM_|pydantic\.", re.IGNORECASE)
 
 HOSTILE: list[tuple[str, Any]] = [
     ("/v1/completions", b"{not json"),

@@ -47,3 +47,17 @@ def serve(host: Annotated[str | None, typer.Option(help="bind address (TTC_HOST)
     except ServerStartError as exc:
         typer.echo(f"ttc-serve: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def healthcheck(
+        timeout_s: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 5.0) -> None:
+    """Exit 0 if the service on this machine (TTC_PORT) answers /healthz with 200, else 1: the
+    image's HEALTHCHECK, and anything else that wants the orchestrator's view."""
+    import httpx
+
+    port = Settings().port
+    try:
+        ok = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    raise typer.Exit(0 if ok else 1)
