@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ttc_serve.app.admission import EarlyAdmission
 from ttc_serve.app.errors import install_error_handlers
 from ttc_serve.app.http_protocol import with_header_timeout
 from ttc_serve.app.limits import BodyLimit
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, embedded: Sequence[VllmServer] 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes,
                        chunk_timeout_s=settings.body_timeout_s)
+    app.add_middleware(EarlyAdmission)  # before the body limit reads anything
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(ops)

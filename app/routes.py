@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -35,11 +34,7 @@ State = Annotated[ServiceState, Depends(get_state)]
 
 
 def require_key(state: State, authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = state.settings.api_key
-    if expected is None:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+    if not state.authorized(authorization):
         raise ApiError(401, "missing or invalid API key (send 'Authorization: Bearer <key>')",
                        "authentication_error", code="invalid_api_key",
                        headers={"WWW-Authenticate": "Bearer"})

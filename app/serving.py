@@ -58,14 +58,23 @@ class Ask:
         return "default" if self.reasoning_effort is None else "reasoning_effort"
 
 
+def overloaded(state: ServiceState) -> ApiError | None:
+    """The 429 a request gets while the service is at its bound on requests in flight."""
+    if state.in_flight < state.settings.max_in_flight:
+        return None
+    return ApiError(429, f"{state.in_flight} requests in flight, the limit is "
+                    f"{state.settings.max_in_flight}; retry shortly", "rate_limit_error",
+                    code="overloaded", headers={"Retry-After": "1"})
+
+
 @contextlib.asynccontextmanager
 async def admitted(state: ServiceState) -> AsyncIterator[None]:
-    """Bound the requests in flight; past the bound answer 429 at once rather than queue forever."""
-    if state.in_flight >= state.settings.max_in_flight:
+    """Bound the requests in flight; past the bound answer 429 at once rather than queue forever
+    (most are refused before their body is read, ``app/admission.py``)."""
+    refusal = overloaded(state)
+    if refusal is not None:
         state.metrics.rejected.labels("overload").inc()
-        raise ApiError(429, f"{state.in_flight} requests in flight, the limit is "
-                       f"{state.settings.max_in_flight}; retry shortly", "rate_limit_error",
-                       code="overloaded", headers={"Retry-After": "1"})
+        raise refusal
     state.in_flight += 1
     state.metrics.in_flight.inc()
     try:

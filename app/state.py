@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,6 +27,14 @@ class ServiceState:
     default_flops_budget: float
     reasoning_effort_budgets: dict[str, float]
     in_flight: int = 0
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the API key (any does when none is set)."""
+        expected = self.settings.api_key
+        if expected is None:
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), expected.encode())
 
 
 @contextlib.asynccontextmanager

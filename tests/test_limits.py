@@ -150,3 +150,31 @@ def test_a_stalled_request_head_is_cut(strict: LiveService, sent: bytes) -> None
         assert client.get("/healthz").status_code == 200
         time.sleep(0.5)
         assert client.get("/v1/models").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def single(backends: Backends) -> Iterator[LiveService]:
+    with LiveService(service_settings(backends, max_in_flight=1)) as live:
+        yield live
+
+
+def test_overload_is_refused_before_the_body_is_read(single: LiveService) -> None:
+    """At the in-flight bound a completion request gets its 429 from its head alone: the body it
+    announced is never awaited."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(httpx.post, f"{single.url}/v1/completions", timeout=120, json={
+            "model": MODEL, "prompt": "question: 37+5-12\n", "flops_budget": 1e11,
+            "strategy": "beam_search"})
+        deadline = time.monotonic() + 30
+        while "ttc_requests_in_flight 1.0" not in httpx.get(f"{single.url}/metrics").text:
+            assert time.monotonic() < deadline and not busy.done()
+            time.sleep(0.05)
+        head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", single.port), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(head)  # and no body
+            reply = sock.recv(65536).decode(errors="replace")
+        assert reply.startswith("HTTP/1.1 429") and time.monotonic() - started < 1.0, reply[:300]
+        assert "retry-after: 1" in reply.lower() and '"code":"overloaded"' in reply
+        assert busy.result().status_code == 200

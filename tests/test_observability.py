@@ -79,11 +79,23 @@ def scraped(backends: Backends) -> Iterator[tuple[LiveService, str]]:
             ["prometheus", f"--config.file={tmp}/prometheus.yml", f"--storage.tsdb.path={tmp}/data",
              f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
         try:
-            yield live, f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not ready(url):  # it answers 503 until its storage is open
+                assert prometheus.poll() is None and time.monotonic() < deadline, "Prometheus did not start"
+                time.sleep(0.5)
+            yield live, url
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=30)
+
+
+def ready(prometheus: str) -> bool:
+    try:
+        return httpx.get(f"{prometheus}/-/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, object]]:
@@ -98,7 +110,7 @@ def wait_for(prometheus: str, expr: str, timeout_s: float = 60) -> list[dict[str
     while True:
         try:
             result = query(prometheus, expr)
-        except httpx.HTTPError:  # still starting
+        except httpx.HTTPError:
             result = []
         if result or time.monotonic() > deadline:
             return result

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import Backends, LiveService
+from ttc_serve.app import wiring
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import VllmServer, running
@@ -67,6 +68,17 @@ def test_comma_separated_replica_urls_and_one_way_per_role(monkeypatch: pytest.M
     monkeypatch.setenv("TTC_GENERATOR_URL", "http://c:8000")
     with pytest.raises(ValueError, match="not both"):
         Settings()
+
+
+def test_every_entry_point_gets_the_replica_lists() -> None:
+    """serve (the settings) and calibrate/bench (--generator-url a,b) build one client per role over
+    all its replicas; offline runs size their concurrency by the widest role."""
+    settings = Settings(generator_urls=URLS[:2], prm_url=URLS[2])
+    pair = wiring.backend_pair(settings, *settings.backend_urls())
+    assert [r.url for r in pair.generator.replicas.replicas] == URLS[:2]
+    assert [r.url for r in pair.verifier.replicas.replicas] == URLS[2:3]
+    assert pair.width == 2
+    assert wiring._split(f" {URLS[0]},{URLS[1]} ,") == URLS[:2]
 
 
 # --- two real generator replicas -------------------------------------------------------------
