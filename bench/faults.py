@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.service import spawn_service
 from ttc_serve.models.launcher import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.json"
@@ -100,8 +100,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TTC_PORT=str(port), TTC_REQUEST_TIMEOUT_S=str(DEADLINE_S),
                TTC_HEALTH_INTERVAL_S="0.5")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "ttc-serve"), "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn_service(env)
     service = psutil.Process(proc.pid)
     runs: list[dict[str, Any]] = []
     seen: set[psutil.Process] = set()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from bench.fault_proxy import FaultProxy, Mode
 from bench.faults import DEADLINE_S, IN_FLIGHT, ask, gauge, ready
+from bench.service import spawn_service
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import free_port, running
@@ -36,8 +35,9 @@ def one_run(url: str, proxy: FaultProxy, fault: Mode, role: str) -> dict[str, An
         time.sleep(1.0)
         struck = time.monotonic()
         proxy.set(fault)
-        while ready(url) and time.monotonic() - struck < 30:
-            time.sleep(0.2)
+        # until the health monitor's verdict is in (ttc_backend_up), which /readyz may show sooner
+        while gauge(url, "ttc_backend_up") == 2 and time.monotonic() - struck < 30:
+            time.sleep(0.1)
         seen_s = time.monotonic() - struck
         fresh = [ask(url, 100 + i) for i in range(NEW_REQUESTS)]
         answers = [a.result() for a in asked]
@@ -60,8 +60,7 @@ def main() -> None:
         env = dict(os.environ, TTC_PORT=str(port), TTC_REQUEST_TIMEOUT_S=str(DEADLINE_S),
                    TTC_HEALTH_INTERVAL_S="0.5", TTC_GENERATOR_URL=proxies["generator"].url,
                    TTC_PRM_URL=proxies["prm"].url)
-        service = subprocess.Popen([str(Path(sys.executable).parent / "ttc-serve"), "serve"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        service = spawn_service(env)
         runs: list[dict[str, Any]] = []
         try:
             while not ready(url):

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from bench.service import spawn_service
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import free_port, running
@@ -74,8 +75,7 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, TTC_GENERATOR_URL=generator.base_url, TTC_PRM_URL=prm.base_url,
                    TTC_PORT=str(port), TTC_MAX_IN_FLIGHT=str(LIMIT))
-        service = subprocess.Popen([str(Path(sys.executable).parent / "ttc-serve"), "serve"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        service = spawn_service(env)
         url = f"http://127.0.0.1:{port}"
         try:
             while not ready(url):

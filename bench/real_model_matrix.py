@@ -15,8 +15,6 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench import smollm2
+from bench.service import spawn_service
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import ServerSpec, free_port, running
@@ -75,8 +74,7 @@ def run(concurrency: int = 2) -> dict[str, Any]:
         env = {**os.environ, "TTC_GENERATOR_URL": gen.base_url, "TTC_PRM_URL": verifier.base_url,
                "TTC_GENERATOR_SERVED_NAME": "smollm2", "TTC_GENERATOR_DIR": str(config_only),
                "TTC_PORT": str(port), "TTC_REQUEST_TIMEOUT_S": "1200"}
-        service = subprocess.Popen([str(Path(sys.executable).parent / "ttc-serve"), "serve"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        service = spawn_service(env)
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120

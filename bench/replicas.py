@@ -20,8 +20,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -30,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench.service import spawn_service
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import VllmServer, free_port, running
@@ -66,8 +65,7 @@ def service(generators: list[VllmServer], prm: VllmServer, routing: str) -> Any:
     env = dict(os.environ, TTC_GENERATOR_URLS=",".join(g.base_url for g in generators),
                TTC_PRM_URL=prm.base_url, TTC_PORT=str(port), TTC_REPLICA_ROUTING=routing,
                TTC_HEALTH_INTERVAL_S="0.5")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "ttc-serve"), "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = spawn_service(env)
     url = f"http://127.0.0.1:{port}"
     try:
         while True:

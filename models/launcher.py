@@ -109,7 +109,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -168,7 +168,7 @@ class VllmServer:
             env["VLLM_LOGGING_CONFIG_PATH"] = str(config)
         self.process = subprocess.Popen(
             self.spec.command(self.port), stdout=log, stderr=subprocess.STDOUT, env=env,
-            preexec_fn=_die_with_parent)
+            preexec_fn=die_with_parent)
         log.close()
 
     def _check_alive(self) -> None:
@@ -235,7 +235,7 @@ class VllmServer:
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL whatever is left of the server's process group (its own session, ``_die_with_parent``)."""
+    """SIGKILL whatever is left of the server's process group (its own session, ``die_with_parent``)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
 
