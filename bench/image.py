@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from bench.load import ready
 from ttc_serve.app.settings import Settings
 from ttc_serve.app.wiring import embedded_server_specs
 from ttc_serve.models.launcher import free_port, running
@@ -68,12 +69,7 @@ def run_container(generator_url: str, prm_url: str) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 120:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+        while not ready(url) and time.monotonic() - started < 120:
             time.sleep(0.5)
         ready_s = time.monotonic() - started
         health = podman("healthcheck", "run", name, check=False)
